@@ -1,0 +1,363 @@
+//! The serde types of `routes.json`.
+//!
+//! These types are the single source of truth for the file format: the JSON
+//! Schema (`routes.schema.json`) is generated from them and unknown fields are
+//! rejected everywhere except inside JSON Web Keys, which carry many optional
+//! members defined elsewhere (`x5c`, `x5t`, ...).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The whole routes file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Edge gateway routes")]
+pub struct RoutesFile {
+    /// Editor hint: the path of this schema. Ignored by the gateway.
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Upstream services by name.
+    pub origins: BTreeMap<String, Origin>,
+    /// Token providers by name, referenced from a route's `auth.jwt`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub jwt: BTreeMap<String, JwtProvider>,
+    /// CORS policy for every route that has none of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+    /// The routes, matched by host, path and method.
+    pub routes: Vec<Route>,
+}
+
+/// A microservice deployed in one or more regions.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// Regional deployments, in failover order.
+    #[schemars(length(min = 1))]
+    pub regions: Vec<Region>,
+    /// Time allowed for one attempt, in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    #[schemars(range(min = 1))]
+    pub timeout_ms: u64,
+    /// Skip a region after consecutive failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreaker>,
+}
+
+pub(crate) fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+/// One regional deployment of an origin.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    /// Unique within the origin; used in logs.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// `http` or `https` base URL; a path prefix is prepended to the upstream path.
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub url: String,
+    /// Continent codes (AF AN AS EU NA OC SA), ISO 3166 alpha-2 country codes, or `*`.
+    #[serde(default)]
+    pub serves: Vec<String>,
+}
+
+/// Circuit breaker settings for every region of an origin.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreaker {
+    /// Consecutive failed attempts that open the breaker.
+    #[schemars(range(min = 1))]
+    pub failures: u32,
+    /// Seconds a region is skipped once open; then one trial request decides.
+    #[schemars(range(min = 1))]
+    pub cooldown_s: u64,
+}
+
+/// A token issuer whose JWTs the gateway verifies.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtProvider {
+    /// The `iss` claim must equal this.
+    pub issuer: String,
+    /// The `aud` claim must contain one of these, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audiences: Option<Vec<String>>,
+    /// URL of a JWK Set, fetched and cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub jwks_url: Option<String>,
+    /// An inline JWK Set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<JwkSet>,
+    /// Name of a Worker secret or variable holding an HMAC secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_var: Option<String>,
+    /// Allowed `alg` values; default: every algorithm the keys support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithms: Option<Vec<Algorithm>>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    #[serde(default = "default_leeway_s")]
+    pub leeway_s: u64,
+    /// Claim name -> upstream request header.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub forward_claims: BTreeMap<String, String>,
+}
+
+pub(crate) fn default_leeway_s() -> u64 {
+    60
+}
+
+/// A JWS algorithm the gateway can verify. `none` does not exist here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+pub enum Algorithm {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 12] = [
+        Algorithm::HS256,
+        Algorithm::HS384,
+        Algorithm::HS512,
+        Algorithm::RS256,
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS256,
+        Algorithm::PS384,
+        Algorithm::PS512,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::HS256 => "HS256",
+            Algorithm::HS384 => "HS384",
+            Algorithm::HS512 => "HS512",
+            Algorithm::RS256 => "RS256",
+            Algorithm::RS384 => "RS384",
+            Algorithm::RS512 => "RS512",
+            Algorithm::PS256 => "PS256",
+            Algorithm::PS384 => "PS384",
+            Algorithm::PS512 => "PS512",
+            Algorithm::ES256 => "ES256",
+            Algorithm::ES384 => "ES384",
+            Algorithm::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        Algorithm::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+    }
+}
+
+/// A JSON Web Key Set: `{"keys": [...]}`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct JwkSet {
+    pub keys: Vec<Jwk>,
+}
+
+/// A public JSON Web Key (RFC 7517). Members the gateway does not use are allowed and ignored.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+pub struct Jwk {
+    /// Key type: `RSA`, `EC` or `OKP`.
+    pub kty: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub y: Option<String>,
+    /// A symmetric key member. Never accepted: HMAC secrets come from `secret_var`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<String>,
+    /// A private key member. Never accepted in a public key set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub d: Option<String>,
+}
+
+/// Cross-origin resource sharing policy.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    /// Allowed origins (`https://app.example.com`), or `["*"]` for any.
+    pub origins: Vec<String>,
+    /// Methods allowed in preflight; default: the route's methods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<Method>>,
+    /// Request headers allowed in preflight; default: those the preflight asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Vec<String>>,
+    /// Response headers exposed to the page.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_headers: Vec<String>,
+    /// Allow credentials (cookies, `Authorization`).
+    #[serde(default)]
+    pub credentials: bool,
+    /// How long a browser may cache a preflight answer, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_s: Option<u64>,
+}
+
+/// HTTP methods a route can allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl Method {
+    pub const ALL: [Method; 7] = [
+        Method::Get,
+        Method::Head,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Options,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+        }
+    }
+
+    /// Parses a request method; method names are case-sensitive (RFC 9110).
+    pub fn parse(name: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Safe to send again after a failed attempt (RFC 9110 9.2.2).
+    pub fn is_idempotent(self) -> bool {
+        !matches!(self, Method::Post | Method::Patch)
+    }
+}
+
+/// One route.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Unique; used in logs, metrics and rate-limit keys.
+    #[schemars(length(min = 1))]
+    pub id: String,
+    /// matchit syntax: `/users/{id}`, catch-all `/files/{*rest}`.
+    #[schemars(regex(pattern = r"^/"))]
+    pub path: String,
+    /// Exact host, or `*.example.com` for any subdomain; default any host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Allowed methods; default all. GET implies HEAD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<Method>>,
+    /// Name of an entry in `origins`.
+    pub origin: String,
+    /// Upstream path template over the path's parameters; default the request path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/"))]
+    pub rewrite: Option<String>,
+    /// Require a verified token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+    /// Limit requests per key and window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Serve from and fill the edge cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheRule>,
+    /// Overrides the origin's `timeout_ms` for this route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout_ms: Option<u64>,
+    /// Overrides the top-level CORS policy for this route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+}
+
+/// Token requirement of a route.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// Name of an entry in `jwt`.
+    pub jwt: String,
+    /// Every listed scope is required (`scope` claim, space separated, or `scp` array).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+/// Rate limit of a route.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Requests admitted per window and key.
+    #[schemars(range(min = 1))]
+    pub requests: u32,
+    /// Window length in seconds.
+    #[schemars(range(min = 1))]
+    pub window_s: u32,
+    /// `ip` (default), `sub`, `route`, or `header:NAME`.
+    #[serde(default = "default_rate_key")]
+    #[schemars(regex(pattern = r"^(ip|sub|route|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$"))]
+    pub key: String,
+}
+
+fn default_rate_key() -> String {
+    "ip".to_string()
+}
+
+/// Edge cache rule of a route.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CacheRule {
+    /// Seconds a response is kept (a lower origin `max-age` wins).
+    #[schemars(range(min = 1))]
+    pub ttl_s: u32,
+    /// Request headers whose values are added to the cache key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vary: Vec<String>,
+}

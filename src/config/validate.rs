@@ -1,0 +1,613 @@
+//! Loading and validating `routes.json`: every problem is reported at once,
+//! each naming the origin, provider or route and the field it is about.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::path::{parse_path, parse_rewrite};
+use super::types::{Algorithm, Cors, JwtProvider, Method, Origin, Route, RoutesFile};
+
+/// One problem in a routes file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// What the problem is about: `route "get-user"`, `origin "users"`, `jwt "main"`, `file`.
+    pub subject: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.subject, self.message)
+    }
+}
+
+/// The prefix of paths the gateway answers itself.
+pub const RESERVED_PREFIX: &str = "/__gateway";
+
+
+/// Headers a `forward_claims` entry may not name: the gateway sets or strips them itself.
+const RESERVED_HEADERS: [&str; 16] = [
+    "host",
+    "authorization",
+    "content-length",
+    "content-type",
+    "cookie",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "traceparent",
+];
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, subject: &str, message: impl Into<String>) {
+        self.0.push(Problem {
+            subject: subject.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Parses and validates a routes file.
+pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
+    let mut problems = Problems::default();
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            problems.add("file", format!("not valid JSON: {e}"));
+            return Err(problems.0);
+        }
+    };
+    let Value::Object(top) = value else {
+        problems.add("file", "must be a JSON object");
+        return Err(problems.0);
+    };
+    for key in top.keys() {
+        if !["$schema", "origins", "jwt", "cors", "routes"].contains(&key.as_str()) {
+            problems.add(
+                "file",
+                format!("unknown field \"{key}\", expected one of \"$schema\", \"origins\", \"jwt\", \"cors\", \"routes\""),
+            );
+        }
+    }
+    let schema = match top.get("$schema") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            problems.add("file", "\"$schema\" must be a string");
+            None
+        }
+    };
+
+    let origins: BTreeMap<String, Origin> =
+        section_map(&top, "origins", "origin", true, &mut problems);
+    let jwt: BTreeMap<String, JwtProvider> = section_map(&top, "jwt", "jwt", false, &mut problems);
+    let cors: Option<Cors> = top
+        .get("cors")
+        .and_then(|v| parse_part(v.clone(), "cors", &mut problems));
+
+    let mut routes = Vec::new();
+    let mut routes_ok = true;
+    match top.get("routes") {
+        None => problems.add("file", "missing field \"routes\""),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let subject = match item.get("id").and_then(Value::as_str) {
+                    Some(id) => format!("route \"{id}\""),
+                    None => format!("route #{}", i + 1),
+                };
+                match parse_part::<Route>(item.clone(), &subject, &mut problems) {
+                    Some(r) => routes.push(r),
+                    None => routes_ok = false,
+                }
+            }
+        }
+        Some(_) => problems.add("file", "\"routes\" must be an array"),
+    }
+
+    let file = RoutesFile {
+        schema,
+        origins,
+        jwt,
+        cors,
+        routes,
+    };
+    check(&file, routes_ok, &mut problems);
+    if problems.0.is_empty() {
+        Ok(file)
+    } else {
+        Err(problems.0)
+    }
+}
+
+fn section_map<T: DeserializeOwned>(
+    top: &serde_json::Map<String, Value>,
+    field: &str,
+    kind: &str,
+    required: bool,
+    problems: &mut Problems,
+) -> BTreeMap<String, T> {
+    let mut out = BTreeMap::new();
+    match top.get(field) {
+        None if required => problems.add("file", format!("missing field \"{field}\"")),
+        None => {}
+        Some(Value::Object(entries)) => {
+            for (name, v) in entries {
+                let subject = format!("{kind} \"{name}\"");
+                if let Some(parsed) = parse_part(v.clone(), &subject, problems) {
+                    out.insert(name.clone(), parsed);
+                }
+            }
+        }
+        Some(_) => problems.add("file", format!("\"{field}\" must be an object")),
+    }
+    out
+}
+
+fn parse_part<T: DeserializeOwned>(v: Value, subject: &str, problems: &mut Problems) -> Option<T> {
+    match serde_json::from_value(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            problems.add(subject, e.to_string());
+            None
+        }
+    }
+}
+
+/// An HTTP token (RFC 9110 5.6.2): what a header name may be.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn check_base_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("\"{url}\" is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("\"{url}\" must be http or https"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(format!("\"{url}\" has no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("\"{url}\" must not have a query or fragment"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!("\"{url}\" must not carry credentials"));
+    }
+    Ok(())
+}
+
+fn check_host_pattern(host: &str) -> Result<(), String> {
+    let bare = host.strip_prefix("*.").unwrap_or(host);
+    let ok = !bare.is_empty()
+        && bare.len() <= 253
+        && bare.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "host \"{host}\" must be a host name or \"*.\" followed by one (no port, no scheme)"
+        ))
+    }
+}
+
+fn check_cors(cors: &Cors, subject: &str, problems: &mut Problems) {
+    if cors.origins.is_empty() {
+        problems.add(subject, "cors.origins must list at least one origin or \"*\"");
+    }
+    for origin in &cors.origins {
+        if origin == "*" {
+            if cors.credentials {
+                problems.add(subject, "cors.credentials cannot be true with origins [\"*\"] (browsers refuse it)");
+            }
+            continue;
+        }
+        let ok = url::Url::parse(origin)
+            .map(|u| u.origin().ascii_serialization() == origin.to_ascii_lowercase())
+            .unwrap_or(false);
+        if !ok {
+            problems.add(
+                subject,
+                format!("cors.origins: \"{origin}\" must be \"*\" or an origin such as \"https://app.example.com\" (scheme, host, optional port, no path)"),
+            );
+        }
+    }
+    for h in cors.headers.iter().flatten().chain(&cors.expose_headers) {
+        if !is_token(h) {
+            problems.add(subject, format!("cors: \"{h}\" is not a header name"));
+        }
+    }
+}
+
+fn check_origin(name: &str, origin: &Origin, problems: &mut Problems) {
+    let subject = format!("origin \"{name}\"");
+    if origin.regions.is_empty() {
+        problems.add(&subject, "regions must list at least one region");
+    }
+    let mut names = BTreeSet::new();
+    for region in &origin.regions {
+        if region.name.is_empty() {
+            problems.add(&subject, "regions: a region has an empty name");
+        } else if !names.insert(region.name.as_str()) {
+            problems.add(&subject, format!("regions: region name \"{}\" is used twice", region.name));
+        }
+        if let Err(e) = check_base_url(&region.url) {
+            problems.add(&subject, format!("region \"{}\": url {e}", region.name));
+        }
+        for code in &region.serves {
+            let valid = code == "*"
+                || (code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()));
+            if !valid {
+                problems.add(
+                    &subject,
+                    format!("region \"{}\": serves: \"{code}\" is not a continent code, an upper-case ISO country code or \"*\"", region.name),
+                );
+            }
+        }
+    }
+    if origin.timeout_ms == 0 {
+        problems.add(&subject, "timeout_ms must be at least 1");
+    }
+    if let Some(cb) = origin.circuit_breaker {
+        if cb.failures == 0 {
+            problems.add(&subject, "circuit_breaker.failures must be at least 1");
+        }
+        if cb.cooldown_s == 0 {
+            problems.add(&subject, "circuit_breaker.cooldown_s must be at least 1");
+        }
+    }
+}
+
+fn check_jwt(name: &str, p: &JwtProvider, problems: &mut Problems) {
+    let subject = format!("jwt \"{name}\"");
+    if p.issuer.is_empty() {
+        problems.add(&subject, "issuer must not be empty");
+    }
+    if p.jwks_url.is_none() && p.keys.is_none() && p.secret_var.is_none() {
+        problems.add(&subject, "needs a key source: jwks_url, keys or secret_var");
+    }
+    if let Some(url) = &p.jwks_url {
+        if let Err(e) = check_base_url(url).or_else(|e| {
+            // A JWKS URL may have a query string; only the scheme and host matter here.
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+                _ => Err(e),
+            }
+        }) {
+            problems.add(&subject, format!("jwks_url {e}"));
+        }
+    }
+    if let Some(var) = &p.secret_var {
+        if var.is_empty() {
+            problems.add(&subject, "secret_var must name a Worker secret or variable");
+        }
+    }
+    if let Some(set) = &p.keys {
+        if set.keys.is_empty() {
+            problems.add(&subject, "keys must hold at least one key");
+        }
+        for (i, k) in set.keys.iter().enumerate() {
+            let which = k.kid.clone().map_or(format!("#{}", i + 1), |kid| format!("\"{kid}\""));
+            if k.k.is_some() || k.kty == "oct" {
+                problems.add(&subject, format!("keys: key {which} is symmetric; HMAC secrets belong in secret_var, never in a key set"));
+            } else if k.d.is_some() {
+                problems.add(&subject, format!("keys: key {which} holds a private key (\"d\"); publish only the public key"));
+            } else if !matches!(k.kty.as_str(), "RSA" | "EC" | "OKP") {
+                problems.add(&subject, format!("keys: key {which} has unsupported kty \"{}\"", k.kty));
+            }
+            if let Some(alg) = &k.alg {
+                match Algorithm::from_name(alg) {
+                    Some(a) if a.is_hmac() => problems.add(&subject, format!("keys: key {which} declares HMAC alg \"{alg}\"")),
+                    Some(_) => {}
+                    None => problems.add(&subject, format!("keys: key {which} has unsupported alg \"{alg}\"")),
+                }
+            }
+        }
+    }
+    if let Some(algs) = &p.algorithms {
+        if algs.is_empty() {
+            problems.add(&subject, "algorithms must not be empty (leave it out to allow every algorithm the keys support)");
+        }
+        let has_asym_keys = p.jwks_url.is_some() || p.keys.is_some();
+        for alg in algs {
+            if alg.is_hmac() && p.secret_var.is_none() {
+                problems.add(&subject, format!("algorithms: {} needs secret_var (HMAC algorithms only use a secret)", alg.as_str()));
+            }
+            if !alg.is_hmac() && !has_asym_keys {
+                problems.add(&subject, format!("algorithms: {} needs jwks_url or keys", alg.as_str()));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (claim, header) in &p.forward_claims {
+        let lower = header.to_ascii_lowercase();
+        if !is_token(header) {
+            problems.add(&subject, format!("forward_claims: \"{claim}\" -> \"{header}\" is not a header name"));
+        } else if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("cf-") || lower.starts_with("x-dev-") {
+            problems.add(&subject, format!("forward_claims: \"{claim}\" -> \"{header}\" names a header the gateway manages itself"));
+        } else if !seen.insert(lower) {
+            problems.add(&subject, format!("forward_claims: header \"{header}\" is set from two claims"));
+        }
+        if claim.is_empty() {
+            problems.add(&subject, "forward_claims: empty claim name");
+        }
+    }
+}
+
+/// A route's host as used for grouping: lower case, `None` for any host.
+pub fn host_key(host: Option<&str>) -> String {
+    host.map(str::to_ascii_lowercase).unwrap_or_default()
+}
+
+/// The methods a route answers: its list (GET implying HEAD), or all.
+pub fn route_methods(route: &Route) -> BTreeSet<Method> {
+    match &route.methods {
+        None => Method::ALL.into_iter().collect(),
+        Some(list) => {
+            let mut set: BTreeSet<Method> = list.iter().copied().collect();
+            if set.contains(&Method::Get) {
+                set.insert(Method::Head);
+            }
+            set
+        }
+    }
+}
+
+fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
+    for (name, origin) in &file.origins {
+        check_origin(name, origin, problems);
+    }
+    for (name, provider) in &file.jwt {
+        check_jwt(name, provider, problems);
+    }
+    if let Some(cors) = &file.cors {
+        check_cors(cors, "cors", problems);
+    }
+
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    // host -> matchit router over canonical paths -> (route index, methods) of routes there
+    let mut tables: HashMap<String, (matchit::Router<usize>, Vec<Vec<(usize, BTreeSet<Method>)>>)> =
+        HashMap::new();
+    for (index, route) in file.routes.iter().enumerate() {
+        let subject = format!("route \"{}\"", route.id);
+        if route.id.is_empty() {
+            problems.add(&format!("route #{}", index + 1), "id must not be empty");
+        } else if !route.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) || route.id.len() > 64 {
+            problems.add(&subject, "id must be 1 to 64 characters from A-Z a-z 0-9 . _ -");
+        }
+        if ids.insert(route.id.as_str(), index).is_some() {
+            problems.add(&subject, "id is used by more than one route");
+        }
+        if !file.origins.contains_key(&route.origin) {
+            problems.add(&subject, format!("unknown origin \"{}\"", route.origin));
+        }
+        if let Some(host) = &route.host {
+            if let Err(e) = check_host_pattern(host) {
+                problems.add(&subject, e);
+            }
+        }
+        if let Some(methods) = &route.methods {
+            if methods.is_empty() {
+                problems.add(&subject, "methods must not be empty (leave it out to allow all)");
+            }
+            let unique: BTreeSet<_> = methods.iter().collect();
+            if unique.len() != methods.len() {
+                problems.add(&subject, "methods lists a method twice");
+            }
+        }
+        if route.timeout_ms == Some(0) {
+            problems.add(&subject, "timeout_ms must be at least 1");
+        }
+        if let Some(auth) = &route.auth {
+            if !file.jwt.contains_key(&auth.jwt) {
+                problems.add(&subject, format!("auth: unknown jwt provider \"{}\"", auth.jwt));
+            }
+            for s in &auth.scopes {
+                if s.is_empty() || s.contains(' ') {
+                    problems.add(&subject, format!("auth.scopes: \"{s}\" is not a scope"));
+                }
+            }
+        }
+        if let Some(rl) = &route.rate_limit {
+            if rl.requests == 0 {
+                problems.add(&subject, "rate_limit.requests must be at least 1");
+            }
+            if rl.window_s == 0 {
+                problems.add(&subject, "rate_limit.window_s must be at least 1");
+            }
+            match rl.key.as_str() {
+                "ip" | "route" => {}
+                "sub" if route.auth.is_none() => {
+                    problems.add(&subject, "rate_limit.key \"sub\" needs auth on the route");
+                }
+                "sub" => {}
+                other => match other.strip_prefix("header:") {
+                    Some(h) if is_token(h) => {}
+                    _ => problems.add(&subject, format!("rate_limit.key \"{other}\" must be ip, sub, route or header:NAME")),
+                },
+            }
+        }
+        if let Some(cache) = &route.cache {
+            if cache.ttl_s == 0 {
+                problems.add(&subject, "cache.ttl_s must be at least 1");
+            }
+            for h in &cache.vary {
+                if !is_token(h) {
+                    problems.add(&subject, format!("cache.vary: \"{h}\" is not a header name"));
+                }
+            }
+        }
+        if let Some(cors) = &route.cors {
+            check_cors(cors, &subject, problems);
+        }
+
+        let lower_path = route.path.to_ascii_lowercase();
+        if lower_path == RESERVED_PREFIX || lower_path.starts_with("/__gateway/") {
+            problems.add(&subject, format!("path \"{}\" is under /__gateway/, which is reserved for the gateway", route.path));
+            continue;
+        }
+        let template = match parse_path(&route.path) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.add(&subject, format!("path \"{}\" {e}", route.path));
+                continue;
+            }
+        };
+        if let Some(rewrite) = &route.rewrite {
+            if let Err(e) = parse_rewrite(rewrite, &template.params) {
+                problems.add(&subject, format!("rewrite \"{rewrite}\" {e}"));
+            }
+        }
+        let methods = route_methods(route);
+        let (router, entries) = tables.entry(host_key(route.host.as_deref())).or_default();
+        match router.insert(template.canonical.clone(), entries.len()) {
+            Ok(()) => entries.push(vec![(index, methods)]),
+            Err(matchit::InsertError::Conflict { with }) => {
+                // The same canonical path: a conflict only where methods overlap.
+                let same = router.at(&with).ok().filter(|_| with == template.canonical).map(|m| *m.value);
+                match same {
+                    Some(slot) => {
+                        for (other, other_methods) in &entries[slot] {
+                            let overlap: Vec<&str> =
+                                methods.intersection(other_methods).map(|m| m.as_str()).collect();
+                            if !overlap.is_empty() {
+                                problems.add(&subject, format!(
+                                    "path \"{}\" conflicts with route \"{}\" for {} on the same host",
+                                    route.path, file.routes[*other].id, overlap.join(", ")
+                                ));
+                            }
+                        }
+                        entries[slot].push((index, methods));
+                    }
+                    None => {
+                        let other = entries
+                            .iter()
+                            .flatten()
+                            .find(|(i, _)| parse_path(&file.routes[*i].path).map(|t| t.canonical == with).unwrap_or(false))
+                            .map(|(i, _)| file.routes[*i].id.clone())
+                            .unwrap_or_else(|| with.clone());
+                        problems.add(&subject, format!(
+                            "path \"{}\" conflicts with route \"{other}\" on the same host (ambiguous match)",
+                            route.path
+                        ));
+                    }
+                }
+            }
+            Err(e) => problems.add(&subject, format!("path \"{}\" is not valid: {e}", route.path)),
+        }
+    }
+    if routes_ok && file.routes.is_empty() {
+        problems.add("file", "routes must list at least one route");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal(routes: &str) -> String {
+        format!(
+            r#"{{"origins": {{"users": {{"regions": [{{"name": "eu", "url": "http://127.0.0.1:9000", "serves": ["EU"]}}]}}}},
+                 "routes": {routes}}}"#
+        )
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        load(text).err().unwrap_or_default().iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn accepts_a_minimal_file() {
+        let file = load(&minimal(r#"[{"id": "a", "path": "/a", "origin": "users"}]"#)).unwrap();
+        assert_eq!(file.routes.len(), 1);
+        assert_eq!(file.origins["users"].timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn names_the_route_and_the_origin() {
+        let p = problems(&minimal(r#"[{"id": "get-user", "path": "/u/{id}", "origin": "userz"}]"#));
+        assert_eq!(p, vec![r#"route "get-user": unknown origin "userz""#]);
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_and_all_are_reported() {
+        let p = problems(&minimal(
+            r#"[{"id": "a", "path": "/a", "origin": "users", "rate_limt": {}},
+                {"id": "b", "path": "/b", "origin": "nope"},
+                {"id": "c", "path": "/c/{id}", "origin": "users", "rewrite": "/x/{idx}"}]"#,
+        ));
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].starts_with("route \"a\": unknown field `rate_limt`"), "{p:?}");
+        assert!(p[1].contains("route \"b\": unknown origin \"nope\""), "{p:?}");
+        assert!(p[2].contains("route \"c\": rewrite \"/x/{idx}\" uses parameter \"idx\""), "{p:?}");
+    }
+
+    #[test]
+    fn conflicting_paths_per_method_and_host() {
+        let p = problems(&minimal(
+            r#"[{"id": "a", "path": "/u/{id}", "origin": "users", "methods": ["GET"]},
+                {"id": "b", "path": "/u/{name}", "origin": "users", "methods": ["POST"]},
+                {"id": "c", "path": "/u/{x}", "origin": "users", "methods": ["GET", "PUT"]},
+                {"id": "d", "path": "/u/{x}", "origin": "users", "host": "api.example.com"}]"#,
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("route \"c\": path \"/u/{x}\" conflicts with route \"a\" for GET, HEAD"), "{p:?}");
+    }
+
+    #[test]
+    fn reserved_paths_duplicate_ids_bad_urls_and_empty_regions() {
+        let text = r#"{"origins": {"o": {"regions": []}, "p": {"regions": [{"name": "x", "url": "ftp://h"}]}},
+            "routes": [{"id": "a", "path": "/__gateway/x", "origin": "o"}, {"id": "a", "path": "/b", "origin": "p"}]}"#;
+        let p = problems(text);
+        assert!(p.iter().any(|s| s.starts_with("origin \"o\": regions must list")), "{p:?}");
+        assert!(p.iter().any(|s| s.starts_with("origin \"p\": region \"x\": url")), "{p:?}");
+        assert!(p.iter().any(|s| s.contains("reserved")), "{p:?}");
+        assert!(p.iter().any(|s| s == "route \"a\": id is used by more than one route"), "{p:?}");
+    }
+
+    #[test]
+    fn jwt_rules() {
+        let text = r#"{"origins": {"o": {"regions": [{"name": "x", "url": "https://h"}]}},
+            "jwt": {"m": {"issuer": "i", "algorithms": ["HS256"], "keys": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]},
+                          "forward_claims": {"sub": "x-forwarded-for"}},
+                    "n": {"issuer": "i"}},
+            "routes": [{"id": "a", "path": "/a", "origin": "o", "auth": {"jwt": "zz"},
+                        "rate_limit": {"requests": 1, "window_s": 1, "key": "sub"}},
+                       {"id": "b", "path": "/b", "origin": "o", "rate_limit": {"requests": 1, "window_s": 1, "key": "sub"}}]}"#;
+        let p = problems(text);
+        for needle in [
+            "jwt \"m\": keys: key #1 is symmetric",
+            "jwt \"m\": algorithms: HS256 needs secret_var",
+            "jwt \"m\": forward_claims: \"sub\" -> \"x-forwarded-for\"",
+            "jwt \"n\": needs a key source",
+            "route \"a\": auth: unknown jwt provider \"zz\"",
+            "route \"b\": rate_limit.key \"sub\" needs auth",
+        ] {
+            assert!(p.iter().any(|s| s.starts_with(needle)), "missing {needle}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_one_problem() {
+        let p = problems("{\"origins\": ");
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("file: not valid JSON"));
+    }
+}

@@ -1,0 +1,4 @@
+//! An API gateway for Cloudflare Workers.
+pub mod config;
+pub mod policy;
+pub mod upstream;

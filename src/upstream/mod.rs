@@ -1,0 +1,3 @@
+//! Everything about reaching an origin: region choice, failover order, circuit breaking.
+pub mod breaker;
+pub mod region;
