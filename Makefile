@@ -1,0 +1,69 @@
+# The gateway's build, run and test entry points. Each target installs what it
+# needs and is missing, so a fresh clone needs only Rust (rustup) and Node.js.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO_BIN := $(HOME)/.cargo/bin
+export PATH := $(CARGO_BIN):$(PATH)
+export WRANGLER_SEND_METRICS := false
+# worker-build would download wasm-bindgen, wasm-opt and esbuild; use local ones.
+WASM_BINDGEN_VERSION := $(shell awk '/^name = "wasm-bindgen"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
+WORKER_BUILD_VERSION := $(shell awk '/^name = "worker"$$/{getline; gsub(/"/,"",$$3); print $$3}' Cargo.lock)
+export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
+export WASM_OPT_BIN := $(CURDIR)/node_modules/binaryen/bin/wasm-opt
+export ESBUILD_BIN := $(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild
+
+.PHONY: help tools build dev test test-native test-wasm test-e2e check schema clean
+
+help:
+	@echo "make dev    build, start demo origins and the gateway under wrangler dev"
+	@echo "make test   run every test level (native, wasm, end to end)"
+	@echo "make build  build the Worker into build/ (honours GATEWAY_ROUTES)"
+
+# --- tools -----------------------------------------------------------------
+tools: node_modules/.installed $(CARGO_BIN)/.wasm-bindgen-$(WASM_BINDGEN_VERSION) $(CARGO_BIN)/.worker-build-$(WORKER_BUILD_VERSION)
+	@rustup target list --installed | grep -q '^wasm32-unknown-unknown$$' || rustup target add wasm32-unknown-unknown
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+$(CARGO_BIN)/.wasm-bindgen-$(WASM_BINDGEN_VERSION):
+	@if ! wasm-bindgen --version 2>/dev/null | grep -q " $(WASM_BINDGEN_VERSION)$$"; then \
+	  cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --force; fi
+	@touch $@
+
+$(CARGO_BIN)/.worker-build-$(WORKER_BUILD_VERSION):
+	@if ! worker-build --version 2>/dev/null | grep -q "$(WORKER_BUILD_VERSION)"; then \
+	  cargo install worker-build --version $(WORKER_BUILD_VERSION) --locked --force; fi
+	@touch $@
+
+# --- build -----------------------------------------------------------------
+build: tools
+	worker-build --release
+
+check:
+	cargo run --quiet --bin gateway -- check $${GATEWAY_ROUTES:-routes.json}
+
+schema:
+	cargo run --quiet --bin gateway -- schema > routes.schema.json
+
+# --- run -------------------------------------------------------------------
+dev: tools
+	node scripts/dev.mjs
+
+# --- test ------------------------------------------------------------------
+test: tools test-native test-wasm test-e2e
+
+test-native:
+	cargo test --all-targets
+
+test-wasm:
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner cargo test --lib --target wasm32-unknown-unknown
+
+test-e2e:
+	node --test --test-concurrency=1 tests/e2e/
+
+clean:
+	rm -rf build target/wasm32-unknown-unknown

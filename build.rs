@@ -1,0 +1,39 @@
+//! Embeds the routes file into the Worker and refuses to build an invalid one.
+//!
+//! The file is `routes.json` at the repository root, or the one named by the
+//! `GATEWAY_ROUTES` environment variable (absolute, or relative to the root).
+
+#[allow(dead_code, unused_imports)]
+#[path = "src/config/mod.rs"]
+mod config;
+
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=GATEWAY_ROUTES");
+    println!("cargo:rerun-if-env-changed=GATEWAY_BUILD_VERSION");
+    println!("cargo:rerun-if-changed=src/config");
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let path = match std::env::var("GATEWAY_ROUTES") {
+        Ok(p) if !p.is_empty() => root.join(p),
+        _ => root.join("routes.json"),
+    };
+    println!("cargo:rerun-if-changed={}", path.display());
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        eprintln!("cannot read routes file {}: {e}", path.display());
+        std::process::exit(1);
+    });
+    if let Err(problems) = config::load(&text) {
+        eprintln!("invalid routes file {}:", path.display());
+        for p in &problems {
+            eprintln!("  {p}");
+            println!("cargo:warning={p}");
+        }
+        std::process::exit(1);
+    }
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it")).join("routes.json");
+    std::fs::write(&out, text).expect("OUT_DIR is writable");
+    let version = std::env::var("GATEWAY_BUILD_VERSION")
+        .unwrap_or_else(|_| std::env::var("CARGO_PKG_VERSION").expect("cargo sets it"));
+    println!("cargo:rustc-env=GATEWAY_BUILD_VERSION={version}");
+}

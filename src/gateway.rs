@@ -1,0 +1,161 @@
+//! The compiled gateway: everything derived from the routes file, built once per isolate.
+
+use crate::config::path::{parse_path, parse_rewrite, RewritePart};
+use crate::config::{self, Method, RoutesFile};
+use crate::route::RouteTable;
+
+/// The routes file embedded at build time.
+pub const EMBEDDED_ROUTES: &str = include_str!(concat!(env!("OUT_DIR"), "/routes.json"));
+
+/// The build version reported by the health endpoint.
+pub const VERSION: &str = env!("GATEWAY_BUILD_VERSION");
+
+/// One region of an origin, ready to build URLs from.
+#[derive(Debug)]
+pub struct RegionRt {
+    pub name: String,
+    /// The base URL without a trailing slash: the upstream path is appended to it.
+    pub base: String,
+}
+
+/// An origin, compiled.
+#[derive(Debug)]
+pub struct OriginRt {
+    pub name: String,
+    pub regions: Vec<RegionRt>,
+    pub timeout_ms: u64,
+}
+
+/// A route, compiled.
+#[derive(Debug)]
+pub struct RouteRt {
+    pub id: String,
+    /// The configured path template, for logs.
+    pub path: String,
+    pub origin: usize,
+    pub rewrite: Option<Vec<RewritePart>>,
+    pub timeout_ms: u64,
+    pub methods: Vec<Method>,
+}
+
+impl RouteRt {
+    /// The upstream path: the rewrite template over the matched parameters, or the request path.
+    pub fn upstream_path<'a>(&self, request_path: &'a str, params: &[&str]) -> std::borrow::Cow<'a, str> {
+        match &self.rewrite {
+            None => std::borrow::Cow::Borrowed(request_path),
+            Some(parts) => {
+                let mut out = String::with_capacity(request_path.len() + 16);
+                for part in parts {
+                    match part {
+                        RewritePart::Literal(s) => out.push_str(s),
+                        RewritePart::Param(i) => out.push_str(params.get(*i).copied().unwrap_or("")),
+                    }
+                }
+                std::borrow::Cow::Owned(out)
+            }
+        }
+    }
+}
+
+/// Everything the request pipeline reads; immutable once built.
+#[derive(Debug)]
+pub struct Gateway {
+    pub file: RoutesFile,
+    pub table: RouteTable,
+    pub routes: Vec<RouteRt>,
+    pub origins: Vec<OriginRt>,
+    /// Lower-cased request headers removed from every incoming request
+    /// (the `forward_claims` headers of every provider), so none can be forged.
+    pub identity_headers: Vec<String>,
+}
+
+impl Gateway {
+    /// Parses, validates and compiles a routes file.
+    pub fn from_json(text: &str) -> Result<Gateway, Vec<String>> {
+        let file = config::load(text).map_err(|ps| ps.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        Gateway::compile(file).map_err(|e| vec![e])
+    }
+
+    /// Compiles a validated routes file.
+    pub fn compile(file: RoutesFile) -> Result<Gateway, String> {
+        let table = RouteTable::build(&file)?;
+        let origin_names: Vec<&String> = file.origins.keys().collect();
+        let origins = file
+            .origins
+            .iter()
+            .map(|(name, o)| OriginRt {
+                name: name.clone(),
+                regions: o
+                    .regions
+                    .iter()
+                    .map(|r| RegionRt {
+                        name: r.name.clone(),
+                        base: r.url.trim_end_matches('/').to_string(),
+                    })
+                    .collect(),
+                timeout_ms: o.timeout_ms,
+            })
+            .collect();
+        let mut routes = Vec::with_capacity(file.routes.len());
+        for r in &file.routes {
+            let origin = origin_names
+                .iter()
+                .position(|n| **n == r.origin)
+                .ok_or_else(|| format!("route \"{}\": unknown origin \"{}\"", r.id, r.origin))?;
+            let template = parse_path(&r.path).map_err(|e| format!("route \"{}\": path {e}", r.id))?;
+            let rewrite = r
+                .rewrite
+                .as_deref()
+                .map(|t| parse_rewrite(t, &template.params))
+                .transpose()
+                .map_err(|e| format!("route \"{}\": rewrite {e}", r.id))?;
+            routes.push(RouteRt {
+                id: r.id.clone(),
+                path: r.path.clone(),
+                origin,
+                rewrite,
+                timeout_ms: r.timeout_ms.unwrap_or(file.origins[&r.origin].timeout_ms),
+                methods: config::validate::route_methods(r).into_iter().collect(),
+            });
+        }
+        let mut identity_headers: Vec<String> = file
+            .jwt
+            .values()
+            .flat_map(|p| p.forward_claims.values())
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        identity_headers.sort();
+        identity_headers.dedup();
+        Ok(Gateway {
+            file,
+            table,
+            routes,
+            origins,
+            identity_headers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_file_compiles() {
+        let gw = Gateway::from_json(EMBEDDED_ROUTES).unwrap();
+        assert!(!gw.routes.is_empty());
+    }
+
+    #[test]
+    fn rewrite_uses_params() {
+        let gw = Gateway::from_json(
+            r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://h/base/"}]}},
+                "routes": [{"id": "a", "path": "/api/{id}/{*rest}", "origin": "o", "rewrite": "/v1/{rest}/of/{id}"},
+                           {"id": "b", "path": "/plain/{x}", "origin": "o"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(gw.routes[0].upstream_path("/api/7/a/b", &["7", "a/b"]), "/v1/a/b/of/7");
+        assert_eq!(gw.routes[1].upstream_path("/plain/%2F", &["%2F"]), "/plain/%2F");
+        assert_eq!(gw.origins[0].regions[0].base, "http://h/base");
+    }
+}

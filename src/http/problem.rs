@@ -1,0 +1,148 @@
+//! The gateway's own error responses: `application/problem+json` (RFC 9457).
+//!
+//! A problem says what went wrong in terms of the gateway's contract; it never
+//! carries upstream bodies, stack traces, tokens or secrets.
+
+use std::borrow::Cow;
+
+/// Content type of every error the gateway produces.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// The kinds of errors the gateway answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UriTooLong,
+    TooManyRequests,
+    HeadersTooLarge,
+    Internal,
+    BadGateway,
+    Unavailable,
+    GatewayTimeout,
+}
+
+impl Kind {
+    pub fn status(self) -> u16 {
+        match self {
+            Kind::BadRequest => 400,
+            Kind::Unauthorized => 401,
+            Kind::Forbidden => 403,
+            Kind::NotFound => 404,
+            Kind::MethodNotAllowed => 405,
+            Kind::PayloadTooLarge => 413,
+            Kind::UriTooLong => 414,
+            Kind::TooManyRequests => 429,
+            Kind::HeadersTooLarge => 431,
+            Kind::Internal => 500,
+            Kind::BadGateway => 502,
+            Kind::Unavailable => 503,
+            Kind::GatewayTimeout => 504,
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::BadRequest => "Bad request",
+            Kind::Unauthorized => "Unauthorized",
+            Kind::Forbidden => "Forbidden",
+            Kind::NotFound => "No route matches this path",
+            Kind::MethodNotAllowed => "Method not allowed on this route",
+            Kind::PayloadTooLarge => "Request body too large",
+            Kind::UriTooLong => "Request path too long",
+            Kind::TooManyRequests => "Rate limit exceeded",
+            Kind::HeadersTooLarge => "Request headers too large",
+            Kind::Internal => "Internal gateway error",
+            Kind::BadGateway => "The origin could not be reached",
+            Kind::Unavailable => "Service unavailable",
+            Kind::GatewayTimeout => "The origin did not answer in time",
+        }
+    }
+
+    /// The problem `type` URI: stable, one per kind.
+    pub fn type_uri(self) -> &'static str {
+        match self {
+            Kind::BadRequest => "urn:edge-gateway:problem:bad-request",
+            Kind::Unauthorized => "urn:edge-gateway:problem:unauthorized",
+            Kind::Forbidden => "urn:edge-gateway:problem:forbidden",
+            Kind::NotFound => "urn:edge-gateway:problem:not-found",
+            Kind::MethodNotAllowed => "urn:edge-gateway:problem:method-not-allowed",
+            Kind::PayloadTooLarge => "urn:edge-gateway:problem:payload-too-large",
+            Kind::UriTooLong => "urn:edge-gateway:problem:uri-too-long",
+            Kind::TooManyRequests => "urn:edge-gateway:problem:rate-limited",
+            Kind::HeadersTooLarge => "urn:edge-gateway:problem:headers-too-large",
+            Kind::Internal => "urn:edge-gateway:problem:internal",
+            Kind::BadGateway => "urn:edge-gateway:problem:bad-gateway",
+            Kind::Unavailable => "urn:edge-gateway:problem:unavailable",
+            Kind::GatewayTimeout => "urn:edge-gateway:problem:gateway-timeout",
+        }
+    }
+}
+
+/// An error response decided by a phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub kind: Kind,
+    /// A short, client-safe explanation.
+    pub detail: Cow<'static, str>,
+    /// Extra response headers (`Allow`, `WWW-Authenticate`, `Retry-After`, ...).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Problem {
+    pub fn new(kind: Kind, detail: impl Into<Cow<'static, str>>) -> Self {
+        Problem {
+            kind,
+            detail: detail.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+
+    /// The JSON body, naming the request id.
+    pub fn body(&self, request_id: &str) -> String {
+        serde_json::json!({
+            "type": self.kind.type_uri(),
+            "title": self.kind.title(),
+            "status": self.kind.status(),
+            "detail": self.detail,
+            "request_id": request_id,
+        })
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_the_contract_fields() {
+        let p = Problem::new(Kind::MethodNotAllowed, "use GET").with_header("allow", "GET, HEAD");
+        let v: serde_json::Value = serde_json::from_str(&p.body("rid-1")).unwrap();
+        assert_eq!(v["status"], 405);
+        assert_eq!(v["request_id"], "rid-1");
+        assert_eq!(v["type"], "urn:edge-gateway:problem:method-not-allowed");
+        assert!(v["title"].is_string());
+        assert_eq!(p.headers, vec![("allow", "GET, HEAD".to_string())]);
+    }
+
+    #[test]
+    fn detail_is_escaped() {
+        let p = Problem::new(Kind::BadRequest, "quote \" and \n newline");
+        let v: serde_json::Value = serde_json::from_str(&p.body("r")).unwrap();
+        assert_eq!(v["detail"], "quote \" and \n newline");
+    }
+}

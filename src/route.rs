@@ -1,0 +1,227 @@
+//! The route table: host, then path (matchit), then method.
+//!
+//! Built once per isolate from a validated routes file. Hosts are looked up
+//! exactly first, then by wildcard suffix (longest first), then among the routes
+//! that name no host. The first table whose paths match decides: a route for the
+//! method, or 405 with the methods that path allows.
+
+use std::collections::HashMap;
+
+use crate::config::path::parse_path;
+use crate::config::validate::route_methods;
+use crate::config::{Method, RoutesFile};
+
+/// Positional path parameters of a match (in the order the route's path names them).
+pub type Params<'p> = Vec<&'p str>;
+
+/// The outcome of a lookup.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Match<'t, 'p> {
+    Found { route: usize, params: Params<'p> },
+    /// The path matches, not for this method; the `Allow` header value.
+    MethodNotAllowed { allow: &'t str },
+    NotFound,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    by_method: [Option<usize>; Method::ALL.len()],
+    allow: String,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    router: matchit::Router<usize>,
+    slots: Vec<Slot>,
+    /// The canonical path of each slot, to merge routes that share a path.
+    paths: Vec<String>,
+}
+
+impl Table {
+    fn insert(&mut self, canonical: &str, route: usize, methods: &[Method]) -> Result<(), String> {
+        let existing = self.paths.iter().position(|p| p == canonical);
+        let slot = match existing {
+            Some(slot) => slot,
+            None => {
+                let index = self.slots.len();
+                self.router
+                    .insert(canonical, index)
+                    .map_err(|e| e.to_string())?;
+                self.slots.push(Slot::default());
+                self.paths.push(canonical.to_string());
+                index
+            }
+        };
+        let slot = &mut self.slots[slot];
+        for m in methods {
+            slot.by_method[m.index()].get_or_insert(route);
+        }
+        slot.allow = Method::ALL
+            .iter()
+            .filter(|m| slot.by_method[m.index()].is_some())
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(())
+    }
+
+    fn lookup<'p>(&self, path: &'p str, method: Option<Method>) -> Option<Match<'_, 'p>> {
+        let matched = self.router.at(path).ok()?;
+        let slot = &self.slots[*matched.value];
+        let route = method.and_then(|m| slot.by_method[m.index()]);
+        Some(match route {
+            Some(route) => Match::Found {
+                route,
+                params: matched.params.iter().map(|(_, v)| v).collect(),
+            },
+            None => Match::MethodNotAllowed { allow: &slot.allow },
+        })
+    }
+}
+
+/// Routes grouped by host.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    exact: HashMap<String, Table>,
+    /// `(".example.com", table)`, longest suffix first.
+    wildcard: Vec<(String, Table)>,
+    any: Table,
+}
+
+impl RouteTable {
+    /// Indexes the routes of a validated file; route `i` is `file.routes[i]`.
+    pub fn build(file: &RoutesFile) -> Result<RouteTable, String> {
+        let mut table = RouteTable::default();
+        for (i, route) in file.routes.iter().enumerate() {
+            let template = parse_path(&route.path)
+                .map_err(|e| format!("route \"{}\": path {e}", route.id))?;
+            let methods: Vec<Method> = route_methods(route).into_iter().collect();
+            let target = match route.host.as_deref().map(str::to_ascii_lowercase) {
+                None => &mut table.any,
+                Some(host) => match host.strip_prefix('*') {
+                    Some(suffix) => {
+                        let suffix = suffix.to_string();
+                        match table.wildcard.iter().position(|(s, _)| *s == suffix) {
+                            Some(pos) => &mut table.wildcard[pos].1,
+                            None => {
+                                table.wildcard.push((suffix, Table::default()));
+                                &mut table.wildcard.last_mut().expect("just pushed").1
+                            }
+                        }
+                    }
+                    None => table.exact.entry(host).or_default(),
+                },
+            };
+            target
+                .insert(&template.canonical, i, &methods)
+                .map_err(|e| format!("route \"{}\": {e}", route.id))?;
+        }
+        table.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        Ok(table)
+    }
+
+    /// Finds the route for a host (any case, port allowed), a normalized path and a method
+    /// (`None` for a method no route can allow).
+    pub fn lookup<'p>(&self, host: &str, path: &'p str, method: Option<Method>) -> Match<'_, 'p> {
+        let host = host_without_port(host);
+        let exact = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.exact.get(&host.to_ascii_lowercase())
+        } else {
+            self.exact.get(host)
+        };
+        let wildcard = self.wildcard.iter().filter_map(|(suffix, t)| {
+            let ends = host.len() > suffix.len()
+                && host.as_bytes()[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes());
+            ends.then_some(t)
+        });
+        exact
+            .into_iter()
+            .chain(wildcard)
+            .chain(std::iter::once(&self.any))
+            .find_map(|t| t.lookup(path, method))
+            .unwrap_or(Match::NotFound)
+    }
+}
+
+/// `example.com:8443` -> `example.com`; `[::1]:80` -> `[::1]`.
+pub fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load;
+
+    fn table() -> RouteTable {
+        let file = load(
+            r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://127.0.0.1:1"}]}},
+                "routes": [
+                  {"id": "get-user", "path": "/api/users/{id}", "methods": ["GET"], "origin": "o"},
+                  {"id": "put-user", "path": "/api/users/{uid}", "methods": ["PUT", "DELETE"], "origin": "o"},
+                  {"id": "files", "path": "/files/{*rest}", "origin": "o"},
+                  {"id": "tenant", "path": "/api/users/{id}", "host": "*.tenants.example.com", "methods": ["GET"], "origin": "o"},
+                  {"id": "deep", "path": "/api/users/{id}", "host": "*.eu.tenants.example.com", "methods": ["GET"], "origin": "o"},
+                  {"id": "exact", "path": "/only-here", "host": "API.example.com", "origin": "o"}
+                ]}"#,
+        )
+        .unwrap();
+        RouteTable::build(&file).unwrap()
+    }
+
+    fn found(m: Match) -> (usize, Vec<String>) {
+        match m {
+            Match::Found { route, params } => (route, params.iter().map(|s| s.to_string()).collect()),
+            other => panic!("expected a route, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn methods_share_a_path() {
+        let t = table();
+        assert_eq!(found(t.lookup("x", "/api/users/7", Some(Method::Get))), (0, vec!["7".into()]));
+        assert_eq!(found(t.lookup("x", "/api/users/7", Some(Method::Head))).0, 0);
+        assert_eq!(found(t.lookup("x", "/api/users/7", Some(Method::Delete))).0, 1);
+        assert_eq!(
+            t.lookup("x", "/api/users/7", Some(Method::Post)),
+            Match::MethodNotAllowed { allow: "GET, HEAD, PUT, DELETE" }
+        );
+        assert_eq!(
+            t.lookup("x", "/api/users/7", None),
+            Match::MethodNotAllowed { allow: "GET, HEAD, PUT, DELETE" }
+        );
+        assert_eq!(t.lookup("x", "/api/users", Some(Method::Get)), Match::NotFound);
+        assert_eq!(t.lookup("x", "/api/users/7/x", Some(Method::Get)), Match::NotFound);
+    }
+
+    #[test]
+    fn catch_all() {
+        let t = table();
+        assert_eq!(found(t.lookup("x", "/files/a/b%2Fc", Some(Method::Post))), (2, vec!["a/b%2Fc".into()]));
+    }
+
+    #[test]
+    fn hosts() {
+        let t = table();
+        assert_eq!(found(t.lookup("acme.tenants.example.com", "/api/users/1", Some(Method::Get))).0, 3);
+        assert_eq!(found(t.lookup("ACME.Tenants.example.com:443", "/api/users/1", Some(Method::Get))).0, 3);
+        assert_eq!(found(t.lookup("a.b.tenants.example.com", "/api/users/1", Some(Method::Get))).0, 3);
+        assert_eq!(found(t.lookup("x.eu.tenants.example.com", "/api/users/1", Some(Method::Get))).0, 4);
+        // The bare domain is not a subdomain of itself.
+        assert_eq!(found(t.lookup("tenants.example.com", "/api/users/1", Some(Method::Get))).0, 0);
+        assert_eq!(found(t.lookup("api.example.com:8787", "/only-here", Some(Method::Get))).0, 5);
+        assert_eq!(t.lookup("other.example.com", "/only-here", Some(Method::Get)), Match::NotFound);
+        // A host-specific path falls through to the host-less routes.
+        assert_eq!(found(t.lookup("api.example.com", "/api/users/1", Some(Method::Get))).0, 0);
+    }
+
+    #[test]
+    fn ports_are_ignored() {
+        assert_eq!(host_without_port("a.example.com:80"), "a.example.com");
+        assert_eq!(host_without_port("[::1]:8787"), "[::1]");
+        assert_eq!(host_without_port("localhost"), "localhost");
+    }
+}
