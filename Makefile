@@ -40,8 +40,9 @@ $(CARGO_BIN)/.worker-build-$(WORKER_BUILD_VERSION):
 	@touch $@
 
 # --- build -----------------------------------------------------------------
+BUILD_DIR ?= build
 build: tools
-	worker-build --release
+	worker-build --release --out-dir $(BUILD_DIR)
 
 check:
 	cargo run --quiet --bin gateway -- check $${GATEWAY_ROUTES:-routes.json}

@@ -40,7 +40,11 @@ pub struct RouteRt {
 
 impl RouteRt {
     /// The upstream path: the rewrite template over the matched parameters, or the request path.
-    pub fn upstream_path<'a>(&self, request_path: &'a str, params: &[&str]) -> std::borrow::Cow<'a, str> {
+    pub fn upstream_path<'a>(
+        &self,
+        request_path: &'a str,
+        params: &[&str],
+    ) -> std::borrow::Cow<'a, str> {
         match &self.rewrite {
             None => std::borrow::Cow::Borrowed(request_path),
             Some(parts) => {
@@ -48,7 +52,9 @@ impl RouteRt {
                 for part in parts {
                     match part {
                         RewritePart::Literal(s) => out.push_str(s),
-                        RewritePart::Param(i) => out.push_str(params.get(*i).copied().unwrap_or("")),
+                        RewritePart::Param(i) => {
+                            out.push_str(params.get(*i).copied().unwrap_or(""))
+                        }
                     }
                 }
                 std::borrow::Cow::Owned(out)
@@ -72,7 +78,8 @@ pub struct Gateway {
 impl Gateway {
     /// Parses, validates and compiles a routes file.
     pub fn from_json(text: &str) -> Result<Gateway, Vec<String>> {
-        let file = config::load(text).map_err(|ps| ps.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let file = config::load(text)
+            .map_err(|ps| ps.iter().map(ToString::to_string).collect::<Vec<_>>())?;
         Gateway::compile(file).map_err(|e| vec![e])
     }
 
@@ -102,7 +109,8 @@ impl Gateway {
                 .iter()
                 .position(|n| **n == r.origin)
                 .ok_or_else(|| format!("route \"{}\": unknown origin \"{}\"", r.id, r.origin))?;
-            let template = parse_path(&r.path).map_err(|e| format!("route \"{}\": path {e}", r.id))?;
+            let template =
+                parse_path(&r.path).map_err(|e| format!("route \"{}\": path {e}", r.id))?;
             let rewrite = r
                 .rewrite
                 .as_deref()
@@ -154,8 +162,14 @@ mod tests {
                            {"id": "b", "path": "/plain/{x}", "origin": "o"}]}"#,
         )
         .unwrap();
-        assert_eq!(gw.routes[0].upstream_path("/api/7/a/b", &["7", "a/b"]), "/v1/a/b/of/7");
-        assert_eq!(gw.routes[1].upstream_path("/plain/%2F", &["%2F"]), "/plain/%2F");
+        assert_eq!(
+            gw.routes[0].upstream_path("/api/7/a/b", &["7", "a/b"]),
+            "/v1/a/b/of/7"
+        );
+        assert_eq!(
+            gw.routes[1].upstream_path("/plain/%2F", &["%2F"]),
+            "/plain/%2F"
+        );
         assert_eq!(gw.origins[0].regions[0].base, "http://h/base");
     }
 }

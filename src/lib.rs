@@ -5,6 +5,7 @@ pub mod http;
 pub mod pipeline;
 pub mod policy;
 pub mod ports;
+pub mod report;
 pub mod route;
 pub mod upstream;
 

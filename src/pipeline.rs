@@ -95,7 +95,9 @@ pub async fn handle<P: Ports, H: HeaderView + ?Sized>(
 ) -> Reply<P::Response> {
     let started = ports.now_ms();
     let client_id = req.headers.get("x-request-id");
-    let rid = request_id::choose(client_id.as_deref(), || request_id::generate(ports.random_bytes()));
+    let rid = request_id::choose(client_id.as_deref(), || {
+        request_id::generate(ports.random_bytes())
+    });
     let mut log = LogLine {
         request_id: rid.clone(),
         method: req.method.to_string(),
@@ -146,7 +148,9 @@ async fn run<P: Ports, H: HeaderView + ?Sized>(
 ) -> Result<Reply<P::Response>, Problem> {
     let path = normalize(req.path).map_err(|e| match e {
         PathError::TooLong => Problem::new(Kind::UriTooLong, "the request path is too long"),
-        PathError::NotOriginForm => Problem::new(Kind::BadRequest, "the request target must be a path"),
+        PathError::NotOriginForm => {
+            Problem::new(Kind::BadRequest, "the request target must be a path")
+        }
     })?;
     if let Some(own) = path.strip_prefix(crate::config::validate::RESERVED_PREFIX) {
         if own.is_empty() || own.starts_with('/') {
@@ -157,11 +161,10 @@ async fn run<P: Ports, H: HeaderView + ?Sized>(
     let (route_index, params) = match gw.table.lookup(req.host, &path, method) {
         Match::Found { route, params } => (route, params),
         Match::MethodNotAllowed { allow } => {
-            return Err(Problem::new(
-                Kind::MethodNotAllowed,
-                format!("this path allows {allow}"),
-            )
-            .with_header("allow", allow));
+            return Err(
+                Problem::new(Kind::MethodNotAllowed, format!("this path allows {allow}"))
+                    .with_header("allow", allow),
+            );
         }
         Match::NotFound => return Err(Problem::new(Kind::NotFound, "no route matches this path")),
     };
@@ -180,8 +183,10 @@ fn gateway_endpoint<R, H: HeaderView + ?Sized>(
     match own {
         "/health" => {
             if !matches!(req.method, "GET" | "HEAD") {
-                return Err(Problem::new(Kind::MethodNotAllowed, "this path allows GET, HEAD")
-                    .with_header("allow", "GET, HEAD"));
+                return Err(
+                    Problem::new(Kind::MethodNotAllowed, "this path allows GET, HEAD")
+                        .with_header("allow", "GET, HEAD"),
+                );
             }
             let body = serde_json::json!({
                 "status": "ok",
@@ -201,10 +206,16 @@ fn gateway_endpoint<R, H: HeaderView + ?Sized>(
 }
 
 /// The header changes for the upstream request.
-fn upstream_headers<H: HeaderView + ?Sized>(gw: &Gateway, req: &Incoming<'_, H>, rid: &str) -> HeaderEdits {
+fn upstream_headers<H: HeaderView + ?Sized>(
+    gw: &Gateway,
+    req: &Incoming<'_, H>,
+    rid: &str,
+) -> HeaderEdits {
     let mut edits = HeaderEdits::default();
     edits.remove_hop_by_hop(req.headers);
-    edits.remove.extend(GATEWAY_OWNED_REQUEST.iter().map(|h| Cow::Borrowed(*h)));
+    edits
+        .remove
+        .extend(GATEWAY_OWNED_REQUEST.iter().map(|h| Cow::Borrowed(*h)));
     edits
         .remove
         .extend(gw.identity_headers.iter().map(|h| Cow::Owned(h.clone())));
@@ -233,7 +244,9 @@ async fn forward<P: Ports, H: HeaderView + ?Sized>(
     let upstream_path = route.upstream_path(path, params);
     let headers = upstream_headers(gw, req, rid);
     let region = &origin.regions[0];
-    let mut url = String::with_capacity(region.base.len() + upstream_path.len() + 1 + req.query.map_or(0, str::len));
+    let mut url = String::with_capacity(
+        region.base.len() + upstream_path.len() + 1 + req.query.map_or(0, str::len),
+    );
     url.push_str(&region.base);
     url.push_str(&upstream_path);
     if let Some(q) = req.query {
@@ -256,7 +269,12 @@ async fn forward<P: Ports, H: HeaderView + ?Sized>(
         Ok(response) => {
             let status = ports.status(&response);
             log.upstream_status = Some(status);
-            log.attempts.push(Attempt { region: region.name.clone(), status: Some(status), error: None, ms });
+            log.attempts.push(Attempt {
+                region: region.name.clone(),
+                status: Some(status),
+                error: None,
+                ms,
+            });
             let mut edits = HeaderEdits::default();
             let connection = ports.response_header(&response, "connection");
             edits.remove_hop_by_hop(&[("connection", connection.as_deref().unwrap_or(""))]);
@@ -268,10 +286,23 @@ async fn forward<P: Ports, H: HeaderView + ?Sized>(
         }
         Err(e) => {
             let (kind, label, detail) = match e {
-                FetchError::Timeout => (Kind::GatewayTimeout, "timeout", "the origin did not answer in time"),
-                FetchError::Connect(_) => (Kind::BadGateway, "connect", "the origin could not be reached"),
+                FetchError::Timeout => (
+                    Kind::GatewayTimeout,
+                    "timeout",
+                    "the origin did not answer in time",
+                ),
+                FetchError::Connect(_) => (
+                    Kind::BadGateway,
+                    "connect",
+                    "the origin could not be reached",
+                ),
             };
-            log.attempts.push(Attempt { region: region.name.clone(), status: None, error: Some(label), ms });
+            log.attempts.push(Attempt {
+                region: region.name.clone(),
+                status: None,
+                error: Some(label),
+                ms,
+            });
             Err(Problem::new(kind, detail))
         }
     }

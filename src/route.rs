@@ -17,9 +17,14 @@ pub type Params<'p> = Vec<&'p str>;
 /// The outcome of a lookup.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Match<'t, 'p> {
-    Found { route: usize, params: Params<'p> },
+    Found {
+        route: usize,
+        params: Params<'p>,
+    },
     /// The path matches, not for this method; the `Allow` header value.
-    MethodNotAllowed { allow: &'t str },
+    MethodNotAllowed {
+        allow: &'t str,
+    },
     NotFound,
 }
 
@@ -93,8 +98,8 @@ impl RouteTable {
     pub fn build(file: &RoutesFile) -> Result<RouteTable, String> {
         let mut table = RouteTable::default();
         for (i, route) in file.routes.iter().enumerate() {
-            let template = parse_path(&route.path)
-                .map_err(|e| format!("route \"{}\": path {e}", route.id))?;
+            let template =
+                parse_path(&route.path).map_err(|e| format!("route \"{}\": path {e}", route.id))?;
             let methods: Vec<Method> = route_methods(route).into_iter().collect();
             let target = match route.host.as_deref().map(str::to_ascii_lowercase) {
                 None => &mut table.any,
@@ -131,7 +136,8 @@ impl RouteTable {
         };
         let wildcard = self.wildcard.iter().filter_map(|(suffix, t)| {
             let ends = host.len() > suffix.len()
-                && host.as_bytes()[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes());
+                && host.as_bytes()[host.len() - suffix.len()..]
+                    .eq_ignore_ascii_case(suffix.as_bytes());
             ends.then_some(t)
         });
         exact
@@ -174,7 +180,9 @@ mod tests {
 
     fn found(m: Match) -> (usize, Vec<String>) {
         match m {
-            Match::Found { route, params } => (route, params.iter().map(|s| s.to_string()).collect()),
+            Match::Found { route, params } => {
+                (route, params.iter().map(|s| s.to_string()).collect())
+            }
             other => panic!("expected a route, got {other:?}"),
         }
     }
@@ -182,40 +190,101 @@ mod tests {
     #[test]
     fn methods_share_a_path() {
         let t = table();
-        assert_eq!(found(t.lookup("x", "/api/users/7", Some(Method::Get))), (0, vec!["7".into()]));
-        assert_eq!(found(t.lookup("x", "/api/users/7", Some(Method::Head))).0, 0);
-        assert_eq!(found(t.lookup("x", "/api/users/7", Some(Method::Delete))).0, 1);
+        assert_eq!(
+            found(t.lookup("x", "/api/users/7", Some(Method::Get))),
+            (0, vec!["7".into()])
+        );
+        assert_eq!(
+            found(t.lookup("x", "/api/users/7", Some(Method::Head))).0,
+            0
+        );
+        assert_eq!(
+            found(t.lookup("x", "/api/users/7", Some(Method::Delete))).0,
+            1
+        );
         assert_eq!(
             t.lookup("x", "/api/users/7", Some(Method::Post)),
-            Match::MethodNotAllowed { allow: "GET, HEAD, PUT, DELETE" }
+            Match::MethodNotAllowed {
+                allow: "GET, HEAD, PUT, DELETE"
+            }
         );
         assert_eq!(
             t.lookup("x", "/api/users/7", None),
-            Match::MethodNotAllowed { allow: "GET, HEAD, PUT, DELETE" }
+            Match::MethodNotAllowed {
+                allow: "GET, HEAD, PUT, DELETE"
+            }
         );
-        assert_eq!(t.lookup("x", "/api/users", Some(Method::Get)), Match::NotFound);
-        assert_eq!(t.lookup("x", "/api/users/7/x", Some(Method::Get)), Match::NotFound);
+        assert_eq!(
+            t.lookup("x", "/api/users", Some(Method::Get)),
+            Match::NotFound
+        );
+        assert_eq!(
+            t.lookup("x", "/api/users/7/x", Some(Method::Get)),
+            Match::NotFound
+        );
     }
 
     #[test]
     fn catch_all() {
         let t = table();
-        assert_eq!(found(t.lookup("x", "/files/a/b%2Fc", Some(Method::Post))), (2, vec!["a/b%2Fc".into()]));
+        assert_eq!(
+            found(t.lookup("x", "/files/a/b%2Fc", Some(Method::Post))),
+            (2, vec!["a/b%2Fc".into()])
+        );
     }
 
     #[test]
     fn hosts() {
         let t = table();
-        assert_eq!(found(t.lookup("acme.tenants.example.com", "/api/users/1", Some(Method::Get))).0, 3);
-        assert_eq!(found(t.lookup("ACME.Tenants.example.com:443", "/api/users/1", Some(Method::Get))).0, 3);
-        assert_eq!(found(t.lookup("a.b.tenants.example.com", "/api/users/1", Some(Method::Get))).0, 3);
-        assert_eq!(found(t.lookup("x.eu.tenants.example.com", "/api/users/1", Some(Method::Get))).0, 4);
+        assert_eq!(
+            found(t.lookup(
+                "acme.tenants.example.com",
+                "/api/users/1",
+                Some(Method::Get)
+            ))
+            .0,
+            3
+        );
+        assert_eq!(
+            found(t.lookup(
+                "ACME.Tenants.example.com:443",
+                "/api/users/1",
+                Some(Method::Get)
+            ))
+            .0,
+            3
+        );
+        assert_eq!(
+            found(t.lookup("a.b.tenants.example.com", "/api/users/1", Some(Method::Get))).0,
+            3
+        );
+        assert_eq!(
+            found(t.lookup(
+                "x.eu.tenants.example.com",
+                "/api/users/1",
+                Some(Method::Get)
+            ))
+            .0,
+            4
+        );
         // The bare domain is not a subdomain of itself.
-        assert_eq!(found(t.lookup("tenants.example.com", "/api/users/1", Some(Method::Get))).0, 0);
-        assert_eq!(found(t.lookup("api.example.com:8787", "/only-here", Some(Method::Get))).0, 5);
-        assert_eq!(t.lookup("other.example.com", "/only-here", Some(Method::Get)), Match::NotFound);
+        assert_eq!(
+            found(t.lookup("tenants.example.com", "/api/users/1", Some(Method::Get))).0,
+            0
+        );
+        assert_eq!(
+            found(t.lookup("api.example.com:8787", "/only-here", Some(Method::Get))).0,
+            5
+        );
+        assert_eq!(
+            t.lookup("other.example.com", "/only-here", Some(Method::Get)),
+            Match::NotFound
+        );
         // A host-specific path falls through to the host-less routes.
-        assert_eq!(found(t.lookup("api.example.com", "/api/users/1", Some(Method::Get))).0, 0);
+        assert_eq!(
+            found(t.lookup("api.example.com", "/api/users/1", Some(Method::Get))).0,
+            0
+        );
     }
 
     #[test]

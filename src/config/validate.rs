@@ -27,7 +27,6 @@ impl fmt::Display for Problem {
 /// The prefix of paths the gateway answers itself.
 pub const RESERVED_PREFIX: &str = "/__gateway";
 
-
 /// Headers a `forward_claims` entry may not name: the gateway sets or strips them itself.
 const RESERVED_HEADERS: [&str; 16] = [
     "host",
@@ -197,7 +196,9 @@ fn check_host_pattern(host: &str) -> Result<(), String> {
         && bare.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     if ok {
         Ok(())
@@ -210,12 +211,18 @@ fn check_host_pattern(host: &str) -> Result<(), String> {
 
 fn check_cors(cors: &Cors, subject: &str, problems: &mut Problems) {
     if cors.origins.is_empty() {
-        problems.add(subject, "cors.origins must list at least one origin or \"*\"");
+        problems.add(
+            subject,
+            "cors.origins must list at least one origin or \"*\"",
+        );
     }
     for origin in &cors.origins {
         if origin == "*" {
             if cors.credentials {
-                problems.add(subject, "cors.credentials cannot be true with origins [\"*\"] (browsers refuse it)");
+                problems.add(
+                    subject,
+                    "cors.credentials cannot be true with origins [\"*\"] (browsers refuse it)",
+                );
             }
             continue;
         }
@@ -246,14 +253,17 @@ fn check_origin(name: &str, origin: &Origin, problems: &mut Problems) {
         if region.name.is_empty() {
             problems.add(&subject, "regions: a region has an empty name");
         } else if !names.insert(region.name.as_str()) {
-            problems.add(&subject, format!("regions: region name \"{}\" is used twice", region.name));
+            problems.add(
+                &subject,
+                format!("regions: region name \"{}\" is used twice", region.name),
+            );
         }
         if let Err(e) = check_base_url(&region.url) {
             problems.add(&subject, format!("region \"{}\": url {e}", region.name));
         }
         for code in &region.serves {
-            let valid = code == "*"
-                || (code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()));
+            let valid =
+                code == "*" || (code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase()));
             if !valid {
                 problems.add(
                     &subject,
@@ -304,19 +314,31 @@ fn check_jwt(name: &str, p: &JwtProvider, problems: &mut Problems) {
             problems.add(&subject, "keys must hold at least one key");
         }
         for (i, k) in set.keys.iter().enumerate() {
-            let which = k.kid.clone().map_or(format!("#{}", i + 1), |kid| format!("\"{kid}\""));
+            let which = k
+                .kid
+                .clone()
+                .map_or(format!("#{}", i + 1), |kid| format!("\"{kid}\""));
             if k.k.is_some() || k.kty == "oct" {
                 problems.add(&subject, format!("keys: key {which} is symmetric; HMAC secrets belong in secret_var, never in a key set"));
             } else if k.d.is_some() {
                 problems.add(&subject, format!("keys: key {which} holds a private key (\"d\"); publish only the public key"));
             } else if !matches!(k.kty.as_str(), "RSA" | "EC" | "OKP") {
-                problems.add(&subject, format!("keys: key {which} has unsupported kty \"{}\"", k.kty));
+                problems.add(
+                    &subject,
+                    format!("keys: key {which} has unsupported kty \"{}\"", k.kty),
+                );
             }
             if let Some(alg) = &k.alg {
                 match Algorithm::from_name(alg) {
-                    Some(a) if a.is_hmac() => problems.add(&subject, format!("keys: key {which} declares HMAC alg \"{alg}\"")),
+                    Some(a) if a.is_hmac() => problems.add(
+                        &subject,
+                        format!("keys: key {which} declares HMAC alg \"{alg}\""),
+                    ),
                     Some(_) => {}
-                    None => problems.add(&subject, format!("keys: key {which} has unsupported alg \"{alg}\"")),
+                    None => problems.add(
+                        &subject,
+                        format!("keys: key {which} has unsupported alg \"{alg}\""),
+                    ),
                 }
             }
         }
@@ -328,10 +350,19 @@ fn check_jwt(name: &str, p: &JwtProvider, problems: &mut Problems) {
         let has_asym_keys = p.jwks_url.is_some() || p.keys.is_some();
         for alg in algs {
             if alg.is_hmac() && p.secret_var.is_none() {
-                problems.add(&subject, format!("algorithms: {} needs secret_var (HMAC algorithms only use a secret)", alg.as_str()));
+                problems.add(
+                    &subject,
+                    format!(
+                        "algorithms: {} needs secret_var (HMAC algorithms only use a secret)",
+                        alg.as_str()
+                    ),
+                );
             }
             if !alg.is_hmac() && !has_asym_keys {
-                problems.add(&subject, format!("algorithms: {} needs jwks_url or keys", alg.as_str()));
+                problems.add(
+                    &subject,
+                    format!("algorithms: {} needs jwks_url or keys", alg.as_str()),
+                );
             }
         }
     }
@@ -339,11 +370,20 @@ fn check_jwt(name: &str, p: &JwtProvider, problems: &mut Problems) {
     for (claim, header) in &p.forward_claims {
         let lower = header.to_ascii_lowercase();
         if !is_token(header) {
-            problems.add(&subject, format!("forward_claims: \"{claim}\" -> \"{header}\" is not a header name"));
-        } else if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("cf-") || lower.starts_with("x-dev-") {
+            problems.add(
+                &subject,
+                format!("forward_claims: \"{claim}\" -> \"{header}\" is not a header name"),
+            );
+        } else if RESERVED_HEADERS.contains(&lower.as_str())
+            || lower.starts_with("cf-")
+            || lower.starts_with("x-dev-")
+        {
             problems.add(&subject, format!("forward_claims: \"{claim}\" -> \"{header}\" names a header the gateway manages itself"));
         } else if !seen.insert(lower) {
-            problems.add(&subject, format!("forward_claims: header \"{header}\" is set from two claims"));
+            problems.add(
+                &subject,
+                format!("forward_claims: header \"{header}\" is set from two claims"),
+            );
         }
         if claim.is_empty() {
             problems.add(&subject, "forward_claims: empty claim name");
@@ -389,8 +429,16 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
         let subject = format!("route \"{}\"", route.id);
         if route.id.is_empty() {
             problems.add(&format!("route #{}", index + 1), "id must not be empty");
-        } else if !route.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) || route.id.len() > 64 {
-            problems.add(&subject, "id must be 1 to 64 characters from A-Z a-z 0-9 . _ -");
+        } else if !route
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            || route.id.len() > 64
+        {
+            problems.add(
+                &subject,
+                "id must be 1 to 64 characters from A-Z a-z 0-9 . _ -",
+            );
         }
         if ids.insert(route.id.as_str(), index).is_some() {
             problems.add(&subject, "id is used by more than one route");
@@ -405,7 +453,10 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
         }
         if let Some(methods) = &route.methods {
             if methods.is_empty() {
-                problems.add(&subject, "methods must not be empty (leave it out to allow all)");
+                problems.add(
+                    &subject,
+                    "methods must not be empty (leave it out to allow all)",
+                );
             }
             let unique: BTreeSet<_> = methods.iter().collect();
             if unique.len() != methods.len() {
@@ -417,7 +468,10 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
         }
         if let Some(auth) = &route.auth {
             if !file.jwt.contains_key(&auth.jwt) {
-                problems.add(&subject, format!("auth: unknown jwt provider \"{}\"", auth.jwt));
+                problems.add(
+                    &subject,
+                    format!("auth: unknown jwt provider \"{}\"", auth.jwt),
+                );
             }
             for s in &auth.scopes {
                 if s.is_empty() || s.contains(' ') {
@@ -440,7 +494,10 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
                 "sub" => {}
                 other => match other.strip_prefix("header:") {
                     Some(h) if is_token(h) => {}
-                    _ => problems.add(&subject, format!("rate_limit.key \"{other}\" must be ip, sub, route or header:NAME")),
+                    _ => problems.add(
+                        &subject,
+                        format!("rate_limit.key \"{other}\" must be ip, sub, route or header:NAME"),
+                    ),
                 },
             }
         }
@@ -450,7 +507,10 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
             }
             for h in &cache.vary {
                 if !is_token(h) {
-                    problems.add(&subject, format!("cache.vary: \"{h}\" is not a header name"));
+                    problems.add(
+                        &subject,
+                        format!("cache.vary: \"{h}\" is not a header name"),
+                    );
                 }
             }
         }
@@ -460,7 +520,13 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
 
         let lower_path = route.path.to_ascii_lowercase();
         if lower_path == RESERVED_PREFIX || lower_path.starts_with("/__gateway/") {
-            problems.add(&subject, format!("path \"{}\" is under /__gateway/, which is reserved for the gateway", route.path));
+            problems.add(
+                &subject,
+                format!(
+                    "path \"{}\" is under /__gateway/, which is reserved for the gateway",
+                    route.path
+                ),
+            );
             continue;
         }
         let template = match parse_path(&route.path) {
@@ -481,12 +547,18 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
             Ok(()) => entries.push(vec![(index, methods)]),
             Err(matchit::InsertError::Conflict { with }) => {
                 // The same canonical path: a conflict only where methods overlap.
-                let same = router.at(&with).ok().filter(|_| with == template.canonical).map(|m| *m.value);
+                let same = router
+                    .at(&with)
+                    .ok()
+                    .filter(|_| with == template.canonical)
+                    .map(|m| *m.value);
                 match same {
                     Some(slot) => {
                         for (other, other_methods) in &entries[slot] {
-                            let overlap: Vec<&str> =
-                                methods.intersection(other_methods).map(|m| m.as_str()).collect();
+                            let overlap: Vec<&str> = methods
+                                .intersection(other_methods)
+                                .map(|m| m.as_str())
+                                .collect();
                             if !overlap.is_empty() {
                                 problems.add(&subject, format!(
                                     "path \"{}\" conflicts with route \"{}\" for {} on the same host",
@@ -500,7 +572,11 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
                         let other = entries
                             .iter()
                             .flatten()
-                            .find(|(i, _)| parse_path(&file.routes[*i].path).map(|t| t.canonical == with).unwrap_or(false))
+                            .find(|(i, _)| {
+                                parse_path(&file.routes[*i].path)
+                                    .map(|t| t.canonical == with)
+                                    .unwrap_or(false)
+                            })
                             .map(|(i, _)| file.routes[*i].id.clone())
                             .unwrap_or_else(|| with.clone());
                         problems.add(&subject, format!(
@@ -510,7 +586,10 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
                     }
                 }
             }
-            Err(e) => problems.add(&subject, format!("path \"{}\" is not valid: {e}", route.path)),
+            Err(e) => problems.add(
+                &subject,
+                format!("path \"{}\" is not valid: {e}", route.path),
+            ),
         }
     }
     if routes_ok && file.routes.is_empty() {
@@ -530,19 +609,29 @@ mod tests {
     }
 
     fn problems(text: &str) -> Vec<String> {
-        load(text).err().unwrap_or_default().iter().map(|p| p.to_string()).collect()
+        load(text)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
     }
 
     #[test]
     fn accepts_a_minimal_file() {
-        let file = load(&minimal(r#"[{"id": "a", "path": "/a", "origin": "users"}]"#)).unwrap();
+        let file = load(&minimal(
+            r#"[{"id": "a", "path": "/a", "origin": "users"}]"#,
+        ))
+        .unwrap();
         assert_eq!(file.routes.len(), 1);
         assert_eq!(file.origins["users"].timeout_ms, 10_000);
     }
 
     #[test]
     fn names_the_route_and_the_origin() {
-        let p = problems(&minimal(r#"[{"id": "get-user", "path": "/u/{id}", "origin": "userz"}]"#));
+        let p = problems(&minimal(
+            r#"[{"id": "get-user", "path": "/u/{id}", "origin": "userz"}]"#,
+        ));
         assert_eq!(p, vec![r#"route "get-user": unknown origin "userz""#]);
     }
 
@@ -554,9 +643,18 @@ mod tests {
                 {"id": "c", "path": "/c/{id}", "origin": "users", "rewrite": "/x/{idx}"}]"#,
         ));
         assert_eq!(p.len(), 3, "{p:?}");
-        assert!(p[0].starts_with("route \"a\": unknown field `rate_limt`"), "{p:?}");
-        assert!(p[1].contains("route \"b\": unknown origin \"nope\""), "{p:?}");
-        assert!(p[2].contains("route \"c\": rewrite \"/x/{idx}\" uses parameter \"idx\""), "{p:?}");
+        assert!(
+            p[0].starts_with("route \"a\": unknown field `rate_limt`"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("route \"b\": unknown origin \"nope\""),
+            "{p:?}"
+        );
+        assert!(
+            p[2].contains("route \"c\": rewrite \"/x/{idx}\" uses parameter \"idx\""),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -568,7 +666,10 @@ mod tests {
                 {"id": "d", "path": "/u/{x}", "origin": "users", "host": "api.example.com"}]"#,
         ));
         assert_eq!(p.len(), 1, "{p:?}");
-        assert!(p[0].contains("route \"c\": path \"/u/{x}\" conflicts with route \"a\" for GET, HEAD"), "{p:?}");
+        assert!(
+            p[0].contains("route \"c\": path \"/u/{x}\" conflicts with route \"a\" for GET, HEAD"),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -576,10 +677,22 @@ mod tests {
         let text = r#"{"origins": {"o": {"regions": []}, "p": {"regions": [{"name": "x", "url": "ftp://h"}]}},
             "routes": [{"id": "a", "path": "/__gateway/x", "origin": "o"}, {"id": "a", "path": "/b", "origin": "p"}]}"#;
         let p = problems(text);
-        assert!(p.iter().any(|s| s.starts_with("origin \"o\": regions must list")), "{p:?}");
-        assert!(p.iter().any(|s| s.starts_with("origin \"p\": region \"x\": url")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|s| s.starts_with("origin \"o\": regions must list")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|s| s.starts_with("origin \"p\": region \"x\": url")),
+            "{p:?}"
+        );
         assert!(p.iter().any(|s| s.contains("reserved")), "{p:?}");
-        assert!(p.iter().any(|s| s == "route \"a\": id is used by more than one route"), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|s| s == "route \"a\": id is used by more than one route"),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -600,7 +713,10 @@ mod tests {
             "route \"a\": auth: unknown jwt provider \"zz\"",
             "route \"b\": rate_limit.key \"sub\" needs auth",
         ] {
-            assert!(p.iter().any(|s| s.starts_with(needle)), "missing {needle}: {p:?}");
+            assert!(
+                p.iter().any(|s| s.starts_with(needle)),
+                "missing {needle}: {p:?}"
+            );
         }
     }
 

@@ -22,7 +22,10 @@ fn gateway() -> Rc<Gateway> {
     GATEWAY.with(|cell| {
         cell.get_or_init(|| {
             // The build validated the file, so this cannot fail for an embedded file.
-            Rc::new(Gateway::from_json(EMBEDDED_ROUTES).expect("the embedded routes file was validated at build time"))
+            Rc::new(
+                Gateway::from_json(EMBEDDED_ROUTES)
+                    .expect("the embedded routes file was validated at build time"),
+            )
         })
         .clone()
     })
@@ -80,7 +83,8 @@ impl Ports for EdgePorts<'_> {
                 init.set_body(&body);
             }
         }
-        let controller = web_sys::AbortController::new().map_err(|_| FetchError::Connect("abort controller".into()))?;
+        let controller = web_sys::AbortController::new()
+            .map_err(|_| FetchError::Connect("abort controller".into()))?;
         init.set_signal(Some(&controller.signal()));
         let request = web_sys::Request::new_with_str_and_init(up.url, &init)
             .map_err(|e| FetchError::Connect(format!("{e:?}")))?;
@@ -121,7 +125,11 @@ fn render(reply: Reply<web_sys::Response>) -> worker::Result<Response> {
             apply(&headers, &reply.headers);
             init.set_headers(&headers);
             init.set_status_text(&upstream.status_text());
-            let body = if matches!(reply.status, 101 | 204 | 205 | 304) { None } else { upstream.body() };
+            let body = if matches!(reply.status, 101 | 204 | 205 | 304) {
+                None
+            } else {
+                upstream.body()
+            };
             web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)?
         }
         Body::Own(text, content_type) => {
@@ -155,7 +163,10 @@ async fn fetch(req: Request, _env: Env, _ctx: Context) -> worker::Result<Respons
         Err(e) => {
             console_error!("unparsable request URL: {e}");
             return render(pipeline::problem_reply(
-                crate::http::problem::Problem::new(crate::http::problem::Kind::BadRequest, "the request URL is not valid"),
+                crate::http::problem::Problem::new(
+                    crate::http::problem::Kind::BadRequest,
+                    "the request URL is not valid",
+                ),
                 "-",
             ));
         }
@@ -180,7 +191,10 @@ async fn fetch(req: Request, _env: Env, _ctx: Context) -> worker::Result<Respons
         headers: &view,
         client_ip: client_ip.as_deref(),
     };
-    let ports = EdgePorts { request: inner, body_sent: Cell::new(false) };
+    let ports = EdgePorts {
+        request: inner,
+        body_sent: Cell::new(false),
+    };
     let reply = pipeline::handle(&gw, &ports, &incoming).await;
     render(reply)
 }

@@ -60,9 +60,11 @@ impl HeaderEdits {
 
     /// Removes the hop-by-hop headers, including those named by `Connection`.
     pub fn remove_hop_by_hop(&mut self, headers: &(impl HeaderView + ?Sized)) {
-        self.remove.extend(HOP_BY_HOP.iter().map(|h| Cow::Borrowed(*h)));
+        self.remove
+            .extend(HOP_BY_HOP.iter().map(|h| Cow::Borrowed(*h)));
         if let Some(connection) = headers.get("connection") {
-            self.remove.extend(connection_tokens(&connection).map(Cow::Owned));
+            self.remove
+                .extend(connection_tokens(&connection).map(Cow::Owned));
         }
     }
 

@@ -24,11 +24,10 @@ fn is_dot(seg: &str) -> bool {
 }
 
 fn is_dot_dot(seg: &str) -> bool {
-    matches!(seg.len(), 2 | 4 | 6)
-        && {
-            let lower = seg.to_ascii_lowercase();
-            matches!(lower.as_str(), ".." | ".%2e" | "%2e." | "%2e%2e")
-        }
+    matches!(seg.len(), 2 | 4 | 6) && {
+        let lower = seg.to_ascii_lowercase();
+        matches!(lower.as_str(), ".." | ".%2e" | "%2e." | "%2e%2e")
+    }
 }
 
 /// Normalizes a request path; borrows when nothing changes.
@@ -39,10 +38,7 @@ pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotOriginForm);
     }
-    let needs_work = raw.contains("//")
-        || raw
-            .split('/')
-            .any(|seg| is_dot(seg) || is_dot_dot(seg));
+    let needs_work = raw.contains("//") || raw.split('/').any(|seg| is_dot(seg) || is_dot_dot(seg));
     if !needs_work {
         return Ok(Cow::Borrowed(raw));
     }
