@@ -54,6 +54,15 @@ struct EdgePorts<'a> {
     body_sent: Cell<bool>,
 }
 
+impl<'a> EdgePorts<'a> {
+    fn new(request: &'a web_sys::Request) -> Self {
+        EdgePorts {
+            request,
+            body_sent: Cell::new(false),
+        }
+    }
+}
+
 impl Ports for EdgePorts<'_> {
     type Response = web_sys::Response;
 
@@ -198,3 +207,6 @@ async fn fetch(req: Request, _env: Env, _ctx: Context) -> worker::Result<Respons
     let reply = pipeline::handle(&gw, &ports, &incoming).await;
     render(reply)
 }
+
+#[cfg(test)]
+mod tests;
