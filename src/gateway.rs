@@ -3,6 +3,7 @@
 use crate::config::path::{parse_path, parse_rewrite, RewritePart};
 use crate::config::{self, Method, RoutesFile};
 use crate::route::RouteTable;
+use crate::upstream::region::Regions;
 
 /// The routes file embedded at build time.
 pub const EMBEDDED_ROUTES: &str = include_str!(concat!(env!("OUT_DIR"), "/routes.json"));
@@ -23,6 +24,8 @@ pub struct RegionRt {
 pub struct OriginRt {
     pub name: String,
     pub regions: Vec<RegionRt>,
+    /// Region choice by the caller's country and continent.
+    pub choice: Regions,
     pub timeout_ms: u64,
 }
 
@@ -100,6 +103,7 @@ impl Gateway {
                         base: r.url.trim_end_matches('/').to_string(),
                     })
                     .collect(),
+                choice: Regions::new(o),
                 timeout_ms: o.timeout_ms,
             })
             .collect();

@@ -5,6 +5,7 @@
 //! Rust over [`Ports`], so it runs natively in tests and in the Worker alike.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use serde::Serialize;
 
@@ -16,6 +17,8 @@ use crate::http::problem::{Kind, Problem, CONTENT_TYPE};
 use crate::http::{request_id, HeaderView};
 use crate::ports::{FetchError, Ports, UpstreamRequest};
 use crate::route::{Match, Params};
+use crate::upstream::breaker::Breakers;
+use crate::upstream::region::{is_retryable_method, is_retryable_status};
 
 /// The incoming request, as the edge hands it over.
 pub struct Incoming<'a, H: HeaderView + ?Sized> {
@@ -31,6 +34,26 @@ pub struct Incoming<'a, H: HeaderView + ?Sized> {
     pub headers: &'a H,
     /// The client address (`cf-connecting-ip`).
     pub client_ip: Option<&'a str>,
+    /// The caller's ISO 3166 country code, when known.
+    pub country: Option<&'a str>,
+    /// The caller's continent code, when known.
+    pub continent: Option<&'a str>,
+    /// Whether the request carries a body (such a request is never sent twice).
+    pub has_body: bool,
+}
+
+/// What one isolate remembers between requests.
+#[derive(Debug)]
+pub struct IsolateState {
+    pub breakers: RefCell<Breakers>,
+}
+
+impl IsolateState {
+    pub fn new(gw: &Gateway) -> IsolateState {
+        IsolateState {
+            breakers: RefCell::new(Breakers::new(gw.file.origins.values())),
+        }
+    }
 }
 
 /// A reply body.
@@ -83,6 +106,8 @@ pub struct LogLine {
     pub upstream_status: Option<u16>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// Attempts after the first: how many times another region was tried.
+    pub failovers: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -90,6 +115,7 @@ pub struct LogLine {
 /// Runs one request through the gateway.
 pub async fn handle<P: Ports, H: HeaderView + ?Sized>(
     gw: &Gateway,
+    state: &IsolateState,
     ports: &P,
     req: &Incoming<'_, H>,
 ) -> Reply<P::Response> {
@@ -104,7 +130,7 @@ pub async fn handle<P: Ports, H: HeaderView + ?Sized>(
         path: req.path.chars().take(256).collect(),
         ..LogLine::default()
     };
-    let mut reply = match run(gw, ports, req, &rid, &mut log).await {
+    let mut reply = match run(gw, state, ports, req, &rid, &mut log).await {
         Ok(reply) => reply,
         Err(problem) => {
             log.error.get_or_insert_with(|| problem.detail.to_string());
@@ -141,6 +167,7 @@ pub fn problem_reply<R>(problem: Problem, request_id: &str) -> Reply<R> {
 
 async fn run<P: Ports, H: HeaderView + ?Sized>(
     gw: &Gateway,
+    state: &IsolateState,
     ports: &P,
     req: &Incoming<'_, H>,
     rid: &str,
@@ -172,7 +199,7 @@ async fn run<P: Ports, H: HeaderView + ?Sized>(
     log.route = Some(route.id.clone());
     log.path_template = Some(route.path.clone());
     let method = method.expect("a route matched, so the method is known");
-    forward(gw, ports, req, route, method, &path, &params, rid, log).await
+    forward(gw, state, ports, req, route, method, &path, &params, rid, log).await
 }
 
 fn gateway_endpoint<R, H: HeaderView + ?Sized>(
@@ -228,9 +255,22 @@ fn upstream_headers<H: HeaderView + ?Sized>(
     edits
 }
 
+/// Logs a circuit breaker state change as its own line.
+fn log_transition<P: Ports>(ports: &P, origin: &str, region: &str, transition: &str) {
+    let line = serde_json::json!({
+        "event": "circuit_breaker",
+        "origin": origin,
+        "region": region,
+        "transition": transition,
+    });
+    ports.log(&line.to_string());
+}
+
+/// Sends the request to the chosen region, failing over to the others in order.
 #[allow(clippy::too_many_arguments)]
 async fn forward<P: Ports, H: HeaderView + ?Sized>(
     gw: &Gateway,
+    state: &IsolateState,
     ports: &P,
     req: &Incoming<'_, H>,
     route: &RouteRt,
@@ -240,70 +280,88 @@ async fn forward<P: Ports, H: HeaderView + ?Sized>(
     rid: &str,
     log: &mut LogLine,
 ) -> Result<Reply<P::Response>, Problem> {
-    let origin = &gw.origins[route.origin];
+    let origin_index = route.origin;
+    let origin = &gw.origins[origin_index];
     let upstream_path = route.upstream_path(path, params);
     let headers = upstream_headers(gw, req, rid);
-    let region = &origin.regions[0];
-    let mut url = String::with_capacity(
-        region.base.len() + upstream_path.len() + 1 + req.query.map_or(0, str::len),
-    );
-    url.push_str(&region.base);
-    url.push_str(&upstream_path);
-    if let Some(q) = req.query {
-        url.push('?');
-        url.push_str(q);
+    let may_retry = is_retryable_method(method) && !req.has_body;
+    let mut order = origin.choice.order(origin.choice.choose(req.country, req.continent));
+    let mut last: Option<Result<P::Response, FetchError>> = None;
+    let upstream_started = ports.now_ms();
+    loop {
+        let now = ports.now_ms();
+        let admitted = state.breakers.borrow_mut().next_admitted(origin_index, &mut order, now);
+        let Some((region_index, admit)) = admitted else { break };
+        let region = &origin.regions[region_index];
+        if let Some(t) = admit.transition() {
+            log_transition(ports, &origin.name, &region.name, t.as_str());
+        }
+        let mut url = String::with_capacity(
+            region.base.len() + upstream_path.len() + 1 + req.query.map_or(0, str::len),
+        );
+        url.push_str(&region.base);
+        url.push_str(&upstream_path);
+        if let Some(q) = req.query {
+            url.push('?');
+            url.push_str(q);
+        }
+        let result = ports
+            .fetch(UpstreamRequest {
+                url: &url,
+                method,
+                headers: &headers,
+                timeout_ms: route.timeout_ms,
+            })
+            .await;
+        let done = ports.now_ms();
+        let (status, error) = match &result {
+            Ok(r) => (Some(ports.status(r)), None),
+            Err(FetchError::Timeout) => (None, Some("timeout")),
+            Err(FetchError::Connect(_)) => (None, Some("connect")),
+        };
+        let failed = status.is_none_or(is_retryable_status);
+        let transition = state.breakers.borrow_mut().record(origin_index, region_index, !failed, done);
+        if let Some(t) = transition {
+            log_transition(ports, &origin.name, &region.name, t.as_str());
+        }
+        log.attempts.push(Attempt {
+            region: region.name.clone(),
+            status,
+            error,
+            ms: done.saturating_sub(now),
+        });
+        log.region = Some(region.name.clone());
+        log.upstream_status = status;
+        last = Some(result);
+        if !failed || !may_retry {
+            break;
+        }
     }
-    let sent = ports.now_ms();
-    let result = ports
-        .fetch(UpstreamRequest {
-            url: &url,
-            method,
-            headers: &headers,
-            timeout_ms: route.timeout_ms,
-        })
-        .await;
-    let ms = ports.now_ms().saturating_sub(sent);
-    log.upstream_ms = Some(ms);
-    log.region = Some(region.name.clone());
-    match result {
-        Ok(response) => {
-            let status = ports.status(&response);
-            log.upstream_status = Some(status);
-            log.attempts.push(Attempt {
-                region: region.name.clone(),
-                status: Some(status),
-                error: None,
-                ms,
-            });
+    log.upstream_ms = Some(ports.now_ms().saturating_sub(upstream_started));
+    log.failovers = log.attempts.len().saturating_sub(1);
+    match last {
+        None => Err(Problem::new(
+            Kind::Unavailable,
+            "every region of this service is failing; try again shortly",
+        )
+        .with_header("retry-after", "5")),
+        Some(Ok(response)) => {
             let mut edits = HeaderEdits::default();
             let connection = ports.response_header(&response, "connection");
             edits.remove_hop_by_hop(&[("connection", connection.as_deref().unwrap_or(""))]);
             Ok(Reply {
-                status,
+                status: ports.status(&response),
                 body: Body::Upstream(response),
                 headers: edits,
             })
         }
-        Err(e) => {
-            let (kind, label, detail) = match e {
-                FetchError::Timeout => (
-                    Kind::GatewayTimeout,
-                    "timeout",
-                    "the origin did not answer in time",
-                ),
-                FetchError::Connect(_) => (
-                    Kind::BadGateway,
-                    "connect",
-                    "the origin could not be reached",
-                ),
-            };
-            log.attempts.push(Attempt {
-                region: region.name.clone(),
-                status: None,
-                error: Some(label),
-                ms,
-            });
-            Err(Problem::new(kind, detail))
-        }
+        Some(Err(FetchError::Timeout)) => Err(Problem::new(
+            Kind::GatewayTimeout,
+            "the origin did not answer in time",
+        )),
+        Some(Err(FetchError::Connect(_))) => Err(Problem::new(
+            Kind::BadGateway,
+            "the origin could not be reached",
+        )),
     }
 }

@@ -10,22 +10,37 @@ use worker::{console_error, console_log, event, web_sys, Context, Env, Request, 
 
 use crate::gateway::{Gateway, EMBEDDED_ROUTES};
 use crate::http::HeaderView;
-use crate::pipeline::{self, Body, Incoming, Reply};
+use crate::pipeline::{self, Body, Incoming, IsolateState, Reply};
 use crate::ports::{FetchError, Ports, UpstreamRequest};
 
-thread_local! {
-    static GATEWAY: OnceCell<Rc<Gateway>> = const { OnceCell::new() };
+/// What an isolate builds once and keeps: the compiled gateway, its state, its settings.
+struct Isolate {
+    gw: Gateway,
+    state: IsolateState,
+    /// `DEV_GEO_HEADERS=true`: the caller's location comes from `x-dev-*` headers.
+    dev_geo: bool,
 }
 
-/// The gateway of this isolate, compiled from the embedded routes on first use.
-fn gateway() -> Rc<Gateway> {
-    GATEWAY.with(|cell| {
+thread_local! {
+    static ISOLATE: OnceCell<Rc<Isolate>> = const { OnceCell::new() };
+}
+
+/// The isolate's gateway, compiled from the embedded routes on first use.
+fn isolate(env: &Env) -> Rc<Isolate> {
+    ISOLATE.with(|cell| {
         cell.get_or_init(|| {
             // The build validated the file, so this cannot fail for an embedded file.
-            Rc::new(
-                Gateway::from_json(EMBEDDED_ROUTES)
-                    .expect("the embedded routes file was validated at build time"),
-            )
+            let gw = Gateway::from_json(EMBEDDED_ROUTES)
+                .expect("the embedded routes file was validated at build time");
+            let dev_geo = env
+                .var("DEV_GEO_HEADERS")
+                .map(|v| v.to_string() == "true")
+                .unwrap_or(false);
+            Rc::new(Isolate {
+                state: IsolateState::new(&gw),
+                gw,
+                dev_geo,
+            })
         })
         .clone()
     })
@@ -164,8 +179,8 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, _env: Env, _ctx: Context) -> worker::Result<Response> {
-    let gw = gateway();
+async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+    let isolate = isolate(&env);
     let inner = req.inner();
     let url = match req.url() {
         Ok(url) => url,
@@ -189,6 +204,12 @@ async fn fetch(req: Request, _env: Env, _ctx: Context) -> worker::Result<Respons
         _ => String::new(),
     };
     let client_ip = view.get("cf-connecting-ip");
+    let (country, continent) = if isolate.dev_geo {
+        (view.get("x-dev-country"), view.get("x-dev-continent"))
+    } else {
+        let cf = req.cf();
+        (cf.and_then(|c| c.country()), cf.and_then(|c| c.continent()))
+    };
     let method = inner.method();
     let scheme = url.scheme().to_string();
     let incoming = Incoming {
@@ -199,12 +220,12 @@ async fn fetch(req: Request, _env: Env, _ctx: Context) -> worker::Result<Respons
         query: url.query(),
         headers: &view,
         client_ip: client_ip.as_deref(),
+        country: country.as_deref(),
+        continent: continent.as_deref(),
+        has_body: inner.body().is_some(),
     };
-    let ports = EdgePorts {
-        request: inner,
-        body_sent: Cell::new(false),
-    };
-    let reply = pipeline::handle(&gw, &ports, &incoming).await;
+    let ports = EdgePorts::new(inner);
+    let reply = pipeline::handle(&isolate.gw, &isolate.state, &ports, &incoming).await;
     render(reply)
 }
 
