@@ -1,7 +1,11 @@
 //! The compiled gateway: everything derived from the routes file, built once per isolate.
 
 use crate::config::path::{parse_path, parse_rewrite, RewritePart};
-use crate::config::{self, Method, RoutesFile};
+use crate::config::{self, Method, RateLimit, RoutesFile};
+use crate::policy::auth::Provider;
+use crate::policy::cache::CachePolicy;
+use crate::policy::cors::CorsPolicy;
+use crate::policy::ratelimit::KeyKind;
 use crate::route::RouteTable;
 use crate::upstream::region::Regions;
 
@@ -39,6 +43,12 @@ pub struct RouteRt {
     pub rewrite: Option<Vec<RewritePart>>,
     pub timeout_ms: u64,
     pub methods: Vec<Method>,
+    /// The provider (index into [`Gateway::providers`]) and the scopes required.
+    pub auth: Option<(usize, Vec<String>)>,
+    pub rate_limit: Option<(RateLimit, KeyKind)>,
+    pub cache: Option<CachePolicy>,
+    /// The route's own CORS policy, or the top-level one.
+    pub cors: Option<CorsPolicy>,
 }
 
 impl RouteRt {
@@ -76,18 +86,26 @@ pub struct Gateway {
     /// Lower-cased request headers removed from every incoming request
     /// (the `forward_claims` headers of every provider), so none can be forged.
     pub identity_headers: Vec<String>,
+    /// Token providers in `file.jwt` order; one that could not be built (its
+    /// secret is missing, say) holds the reason and fails its routes with 503.
+    pub providers: Vec<Result<Provider, String>>,
+    /// The top-level CORS policy, for answers that match no route.
+    pub cors: Option<CorsPolicy>,
 }
+
+/// Where HMAC secrets come from: the name of a Worker secret or variable -> its value.
+pub type Secrets<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 impl Gateway {
     /// Parses, validates and compiles a routes file.
-    pub fn from_json(text: &str) -> Result<Gateway, Vec<String>> {
+    pub fn from_json(text: &str, secrets: Secrets<'_>) -> Result<Gateway, Vec<String>> {
         let file = config::load(text)
             .map_err(|ps| ps.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-        Gateway::compile(file).map_err(|e| vec![e])
+        Gateway::compile(file, secrets).map_err(|e| vec![e])
     }
 
     /// Compiles a validated routes file.
-    pub fn compile(file: RoutesFile) -> Result<Gateway, String> {
+    pub fn compile(file: RoutesFile, secrets: Secrets<'_>) -> Result<Gateway, String> {
         let table = RouteTable::build(&file)?;
         let origin_names: Vec<&String> = file.origins.keys().collect();
         let origins = file
@@ -107,6 +125,20 @@ impl Gateway {
                 timeout_ms: o.timeout_ms,
             })
             .collect();
+        let providers: Vec<Result<Provider, String>> = file
+            .jwt
+            .iter()
+            .map(|(name, cfg)| {
+                let secret = match &cfg.secret_var {
+                    Some(var) => Some(secrets(var).ok_or_else(|| {
+                        format!("jwt provider \"{name}\": secret_var \"{var}\" is not set")
+                    })?),
+                    None => None,
+                };
+                Provider::new(name, cfg, secret.as_deref().map(str::as_bytes))
+            })
+            .collect();
+        let provider_names: Vec<&String> = file.jwt.keys().collect();
         let mut routes = Vec::with_capacity(file.routes.len());
         for r in &file.routes {
             let origin = origin_names
@@ -121,6 +153,33 @@ impl Gateway {
                 .map(|t| parse_rewrite(t, &template.params))
                 .transpose()
                 .map_err(|e| format!("route \"{}\": rewrite {e}", r.id))?;
+            let auth = match &r.auth {
+                None => None,
+                Some(a) => Some((
+                    provider_names
+                        .iter()
+                        .position(|n| **n == a.jwt)
+                        .ok_or_else(|| {
+                            format!(
+                                "route \"{}\": auth: unknown jwt provider \"{}\"",
+                                r.id, a.jwt
+                            )
+                        })?,
+                    a.scopes.clone(),
+                )),
+            };
+            let rate_limit = match &r.rate_limit {
+                None => None,
+                Some(rl) => Some((
+                    rl.clone(),
+                    KeyKind::parse(&rl.key).ok_or_else(|| {
+                        format!(
+                            "route \"{}\": rate_limit.key \"{}\" is not valid",
+                            r.id, rl.key
+                        )
+                    })?,
+                )),
+            };
             routes.push(RouteRt {
                 id: r.id.clone(),
                 path: r.path.clone(),
@@ -128,6 +187,10 @@ impl Gateway {
                 rewrite,
                 timeout_ms: r.timeout_ms.unwrap_or(file.origins[&r.origin].timeout_ms),
                 methods: config::validate::route_methods(r).into_iter().collect(),
+                auth,
+                rate_limit,
+                cache: CachePolicy::for_route(r),
+                cors: CorsPolicy::for_route(file.cors.as_ref(), r),
             });
         }
         let mut identity_headers: Vec<String> = file
@@ -138,12 +201,15 @@ impl Gateway {
             .collect();
         identity_headers.sort();
         identity_headers.dedup();
+        let cors = file.cors.as_ref().map(|c| CorsPolicy::new(c, &Method::ALL));
         Ok(Gateway {
             file,
             table,
             routes,
             origins,
             identity_headers,
+            providers,
+            cors,
         })
     }
 }
@@ -154,7 +220,7 @@ mod tests {
 
     #[test]
     fn the_embedded_file_compiles() {
-        let gw = Gateway::from_json(EMBEDDED_ROUTES).unwrap();
+        let gw = Gateway::from_json(EMBEDDED_ROUTES, &|_| None).unwrap();
         assert!(!gw.routes.is_empty());
     }
 
@@ -164,6 +230,7 @@ mod tests {
             r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://h/base/"}]}},
                 "routes": [{"id": "a", "path": "/api/{id}/{*rest}", "origin": "o", "rewrite": "/v1/{rest}/of/{id}"},
                            {"id": "b", "path": "/plain/{x}", "origin": "o"}]}"#,
+            &|_| None,
         )
         .unwrap();
         assert_eq!(

@@ -3,6 +3,7 @@
 
 use crate::config::Method;
 use crate::http::headers::HeaderEdits;
+use crate::pipeline::LogLine;
 
 /// Why an upstream attempt failed before a response arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,22 +24,39 @@ pub struct UpstreamRequest<'a> {
     pub timeout_ms: u64,
 }
 
+/// A fetched JWK Set: the body and the response's `Cache-Control`.
+#[derive(Debug)]
+pub struct JwksDocument {
+    pub body: Vec<u8>,
+    pub cache_control: Option<String>,
+}
+
 /// The runtime, as the pipeline sees it.
 #[allow(async_fn_in_trait)]
 pub trait Ports {
-    /// An upstream response whose body the pipeline never reads.
+    /// An upstream or cached response whose body the pipeline never reads.
     type Response;
 
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
-    /// 16 random bytes (request ids).
+    /// 16 random bytes (request ids, trace ids).
     fn random_bytes(&self) -> [u8; 16];
+    /// Waits; used while another request of this isolate fetches what this one needs.
+    async fn sleep(&self, ms: u64);
     /// Sends the request upstream, with the incoming body when it has one.
     async fn fetch(&self, request: UpstreamRequest<'_>) -> Result<Self::Response, FetchError>;
-    /// The status of an upstream response.
+    /// The status of a response.
     fn status(&self, response: &Self::Response) -> u16;
-    /// A header of an upstream response.
+    /// A header of a response.
     fn response_header(&self, response: &Self::Response, name: &str) -> Option<String>;
-    /// Writes one log line.
-    fn log(&self, line: &str);
+    /// Fetches a JWK Set.
+    async fn fetch_jwks(&self, url: &str) -> Result<JwksDocument, String>;
+    /// Reads a rate-limit counter from KV.
+    async fn kv_get(&self, key: &str) -> Result<Option<String>, String>;
+    /// Looks a key up in the edge cache.
+    async fn cache_get(&self, key: &str) -> Result<Option<Self::Response>, String>;
+    /// Writes the request's log line (and metrics).
+    fn record(&self, line: &LogLine);
+    /// Writes one event line (circuit breaker changes, KV failures).
+    fn event(&self, json: &str);
 }

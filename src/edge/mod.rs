@@ -1,17 +1,33 @@
 //! The edge: the pipeline's ports on the Workers runtime. The only code that knows JavaScript.
+//!
+//! Bodies never enter wasm memory: the incoming request's stream is handed to
+//! `fetch`, and the upstream response's stream to the client (teed into the
+//! cache when the response is stored).
 
 use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
+use std::time::Duration;
 
 use futures_util::future::{select, Either};
+use worker::kv::KvStore;
 use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
-use worker::{console_error, console_log, event, web_sys, Context, Env, Request, Response};
+use worker::{
+    console_error, console_log, event, web_sys, AnalyticsEngineDataPointBuilder,
+    AnalyticsEngineDataset, Cache, Context, Delay, Env, Request, Response,
+};
 
 use crate::gateway::{Gateway, EMBEDDED_ROUTES};
+use crate::http::headers::HeaderEdits;
 use crate::http::HeaderView;
-use crate::pipeline::{self, Body, Incoming, IsolateState, Reply};
-use crate::ports::{FetchError, Ports, UpstreamRequest};
+use crate::pipeline::{self, Body, Incoming, IsolateState, LogLine, Reply, ORIGIN_CACHE_CONTROL};
+use crate::policy::auth::MAX_JWKS_BYTES;
+use crate::policy::cache;
+use crate::policy::ratelimit::Then;
+use crate::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
+
+/// How long a JWKS fetch may take.
+const JWKS_TIMEOUT_MS: u64 = 5_000;
 
 /// What an isolate builds once and keeps: the compiled gateway, its state, its settings.
 struct Isolate {
@@ -25,19 +41,41 @@ thread_local! {
     static ISOLATE: OnceCell<Rc<Isolate>> = const { OnceCell::new() };
 }
 
+fn random_bytes() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    if getrandom02::getrandom(&mut bytes).is_err() {
+        let t = worker::js_sys::Math::random().to_bits().to_le_bytes();
+        bytes[..8].copy_from_slice(&t);
+    }
+    bytes
+}
+
 /// The isolate's gateway, compiled from the embedded routes on first use.
 fn isolate(env: &Env) -> Rc<Isolate> {
     ISOLATE.with(|cell| {
         cell.get_or_init(|| {
+            let secret = |name: &str| {
+                env.secret(name)
+                    .map(|s| s.to_string())
+                    .or_else(|_| env.var(name).map(|v| v.to_string()))
+                    .ok()
+            };
             // The build validated the file, so this cannot fail for an embedded file.
-            let gw = Gateway::from_json(EMBEDDED_ROUTES)
+            let gw = Gateway::from_json(EMBEDDED_ROUTES, &secret)
                 .expect("the embedded routes file was validated at build time");
+            for p in gw.providers.iter().filter_map(|p| p.as_ref().err()) {
+                console_error!(
+                    "{}",
+                    serde_json::json!({"event": "config_error", "error": p})
+                );
+            }
             let dev_geo = env
                 .var("DEV_GEO_HEADERS")
                 .map(|v| v.to_string() == "true")
                 .unwrap_or(false);
+            let id = crate::http::request_id::generate(random_bytes());
             Rc::new(Isolate {
-                state: IsolateState::new(&gw),
+                state: IsolateState::new(&gw, id[..16].to_string()),
                 gw,
                 dev_geo,
             })
@@ -54,7 +92,7 @@ impl HeaderView for JsHeaders<'_> {
     }
 }
 
-fn apply(headers: &web_sys::Headers, edits: &crate::http::headers::HeaderEdits) {
+fn apply(headers: &web_sys::Headers, edits: &HeaderEdits) {
     for name in &edits.remove {
         let _ = headers.delete(name);
     }
@@ -62,11 +100,41 @@ fn apply(headers: &web_sys::Headers, edits: &crate::http::headers::HeaderEdits) 
         // A value the runtime refuses (it never should: values are checked) is dropped, not fatal.
         let _ = headers.set(name, value);
     }
+    for (name, value) in &edits.append {
+        let _ = headers.append(name, value);
+    }
+}
+
+fn event_line(json: serde_json::Value) {
+    console_log!("{}", json);
+}
+
+/// `fetch` with a deadline for the response headers.
+async fn fetch_with_timeout(
+    request: &web_sys::Request,
+    controller: &web_sys::AbortController,
+    timeout_ms: u64,
+) -> Result<web_sys::Response, FetchError> {
+    let global: web_sys::WorkerGlobalScope = worker::js_sys::global().unchecked_into();
+    let fetch = JsFuture::from(global.fetch_with_request(request));
+    let timeout = Delay::from(Duration::from_millis(timeout_ms));
+    match select(fetch, timeout).await {
+        Either::Left((Ok(value), _)) => value
+            .dyn_into::<web_sys::Response>()
+            .map_err(|_| FetchError::Connect("not a response".into())),
+        Either::Left((Err(e), _)) => Err(FetchError::Connect(format!("{e:?}"))),
+        Either::Right(_) => {
+            controller.abort();
+            Err(FetchError::Timeout)
+        }
+    }
 }
 
 struct EdgePorts<'a> {
     request: &'a web_sys::Request,
     body_sent: Cell<bool>,
+    kv: Option<KvStore>,
+    metrics: Option<AnalyticsEngineDataset>,
 }
 
 impl<'a> EdgePorts<'a> {
@@ -74,6 +142,8 @@ impl<'a> EdgePorts<'a> {
         EdgePorts {
             request,
             body_sent: Cell::new(false),
+            kv: None,
+            metrics: None,
         }
     }
 }
@@ -86,12 +156,11 @@ impl Ports for EdgePorts<'_> {
     }
 
     fn random_bytes(&self) -> [u8; 16] {
-        let mut bytes = [0u8; 16];
-        if getrandom02::getrandom(&mut bytes).is_err() {
-            let t = worker::js_sys::Math::random().to_bits().to_le_bytes();
-            bytes[..8].copy_from_slice(&t);
-        }
-        bytes
+        random_bytes()
+    }
+
+    async fn sleep(&self, ms: u64) {
+        Delay::from(Duration::from_millis(ms)).await;
     }
 
     async fn fetch(&self, up: UpstreamRequest<'_>) -> Result<web_sys::Response, FetchError> {
@@ -112,19 +181,7 @@ impl Ports for EdgePorts<'_> {
         init.set_signal(Some(&controller.signal()));
         let request = web_sys::Request::new_with_str_and_init(up.url, &init)
             .map_err(|e| FetchError::Connect(format!("{e:?}")))?;
-        let global: web_sys::WorkerGlobalScope = worker::js_sys::global().unchecked_into();
-        let fetch = JsFuture::from(global.fetch_with_request(&request));
-        let timeout = worker::Delay::from(std::time::Duration::from_millis(up.timeout_ms));
-        match select(fetch, timeout).await {
-            Either::Left((Ok(value), _)) => value
-                .dyn_into::<web_sys::Response>()
-                .map_err(|_| FetchError::Connect("not a response".into())),
-            Either::Left((Err(e), _)) => Err(FetchError::Connect(format!("{e:?}"))),
-            Either::Right(_) => {
-                controller.abort();
-                Err(FetchError::Timeout)
-            }
-        }
+        fetch_with_timeout(&request, &controller, up.timeout_ms).await
     }
 
     fn status(&self, response: &web_sys::Response) -> u16 {
@@ -135,12 +192,146 @@ impl Ports for EdgePorts<'_> {
         response.headers().get(name).ok().flatten()
     }
 
-    fn log(&self, line: &str) {
-        console_log!("{}", line);
+    async fn fetch_jwks(&self, url: &str) -> Result<JwksDocument, String> {
+        let init = web_sys::RequestInit::new();
+        init.set_method("GET");
+        let controller =
+            web_sys::AbortController::new().map_err(|_| "abort controller".to_string())?;
+        init.set_signal(Some(&controller.signal()));
+        let request =
+            web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| format!("{e:?}"))?;
+        let response = fetch_with_timeout(&request, &controller, JWKS_TIMEOUT_MS)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        if response.status() != 200 {
+            return Err(format!("JWKS answered {}", response.status()));
+        }
+        let length = response
+            .headers()
+            .get("content-length")
+            .ok()
+            .flatten()
+            .and_then(|l| l.parse::<usize>().ok());
+        if length.is_some_and(|l| l > MAX_JWKS_BYTES) {
+            return Err("JWKS too large".into());
+        }
+        let cache_control = response.headers().get("cache-control").ok().flatten();
+        let buffer = response.array_buffer().map_err(|e| format!("{e:?}"))?;
+        let buffer = JsFuture::from(buffer).await.map_err(|e| format!("{e:?}"))?;
+        let body = worker::js_sys::Uint8Array::new(&buffer).to_vec();
+        Ok(JwksDocument {
+            body,
+            cache_control,
+        })
+    }
+
+    async fn kv_get(&self, key: &str) -> Result<Option<String>, String> {
+        let kv = self.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
+        kv.get(key).text().await.map_err(|e| e.to_string())
+    }
+
+    async fn cache_get(&self, key: &str) -> Result<Option<web_sys::Response>, String> {
+        let hit = Cache::default()
+            .get(key, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(hit.map(web_sys::Response::from))
+    }
+
+    fn record(&self, line: &LogLine) {
+        if let Ok(json) = serde_json::to_string(line) {
+            console_log!("{}", json);
+        }
+        if let Some(metrics) = &self.metrics {
+            let point = AnalyticsEngineDataPointBuilder::new()
+                .indexes([line.route.as_deref().unwrap_or("-")])
+                .blobs([
+                    line.route.as_deref().unwrap_or("-"),
+                    line.method.as_str(),
+                    line.region.as_deref().unwrap_or("-"),
+                    line.cache.unwrap_or("-"),
+                    line.rate_limit.unwrap_or("-"),
+                ])
+                .doubles([
+                    f64::from(line.status),
+                    line.duration_ms as f64,
+                    line.upstream_ms.unwrap_or(0) as f64,
+                    line.failovers as f64,
+                ])
+                .build();
+            if let Err(e) = metrics.write_data_point(&point) {
+                console_error!(
+                    "{}",
+                    serde_json::json!({"event": "metrics_error", "error": e.to_string()})
+                );
+            }
+        }
+    }
+
+    fn event(&self, json: &str) {
+        console_log!("{}", json);
     }
 }
 
+/// Writes due rate-limit counters to KV (and reads what it must first), spaced as the limiter says.
+async fn flush_limits(isolate: Rc<Isolate>, kv: KvStore) {
+    loop {
+        let now = worker::js_sys::Date::now() as u64;
+        let due = isolate.state.limiter.borrow_mut().take_due(now);
+        for key in &due.reads {
+            let got = kv.get(key).text().await.map_err(|e| e.to_string());
+            if let Err(e) = &got {
+                event_line(
+                    serde_json::json!({"event": "kv_error", "op": "get", "key": key, "error": e}),
+                );
+            }
+            let now = worker::js_sys::Date::now() as u64;
+            isolate.state.limiter.borrow_mut().on_read(
+                key,
+                got.as_ref().map(|v| v.as_deref()),
+                now,
+            );
+        }
+        for write in &due.writes {
+            let result = match kv.put(&write.kv_key, write.value.as_str()) {
+                Ok(put) => put.expiration_ttl(write.expiration_ttl_s).execute().await,
+                Err(e) => Err(e),
+            };
+            let ok = result.is_ok();
+            match &result {
+                Ok(()) => event_line(serde_json::json!({"event": "kv_write", "key": write.kv_key})),
+                Err(e) => event_line(
+                    serde_json::json!({"event": "kv_error", "op": "put", "key": write.kv_key, "error": e.to_string()}),
+                ),
+            }
+            let now = worker::js_sys::Date::now() as u64;
+            isolate
+                .state
+                .limiter
+                .borrow_mut()
+                .on_write_result(&write.kv_key, ok, now);
+        }
+        match due.then() {
+            Then::Stop => break,
+            Then::TakeAgain => {}
+            Then::SleepUntil(at) => {
+                let now = worker::js_sys::Date::now() as u64;
+                Delay::from(Duration::from_millis(at.saturating_sub(now).max(1))).await;
+            }
+        }
+    }
+}
+
+/// Builds the client response; when the reply is to be cached, tees the body into the cache.
 fn render(reply: Reply<web_sys::Response>) -> worker::Result<Response> {
+    render_with(reply, None, 0)
+}
+
+fn render_with(
+    reply: Reply<web_sys::Response>,
+    ctx: Option<&Context>,
+    now_ms: u64,
+) -> worker::Result<Response> {
     let init = web_sys::ResponseInit::new();
     init.set_status(reply.status);
     let response = match reply.body {
@@ -148,12 +339,44 @@ fn render(reply: Reply<web_sys::Response>) -> worker::Result<Response> {
             let headers = web_sys::Headers::new_with_headers(&upstream.headers())?;
             apply(&headers, &reply.headers);
             init.set_headers(&headers);
-            init.set_status_text(&upstream.status_text());
-            let body = if matches!(reply.status, 101 | 204 | 205 | 304) {
+            if reply.status == upstream.status() {
+                init.set_status_text(&upstream.status_text());
+            }
+            let mut body = if reply.no_body || matches!(reply.status, 101 | 204 | 205 | 304) {
                 None
             } else {
                 upstream.body()
             };
+            if let (Some((key, ttl)), Some(ctx), Some(stream)) = (&reply.after.store, ctx, &body) {
+                let branches = stream.tee();
+                let client: web_sys::ReadableStream = branches.get(0).unchecked_into();
+                let stored: web_sys::ReadableStream = branches.get(1).unchecked_into();
+                body = Some(client);
+                let store_headers = web_sys::Headers::new_with_headers(&upstream.headers())?;
+                for name in crate::http::headers::HOP_BY_HOP {
+                    let _ = store_headers.delete(name);
+                }
+                let _ = store_headers.delete("set-cookie");
+                match upstream.headers().get("cache-control").ok().flatten() {
+                    Some(original) => store_headers.set(ORIGIN_CACHE_CONTROL, &original)?,
+                    None => store_headers.delete(ORIGIN_CACHE_CONTROL)?,
+                }
+                store_headers.set("cache-control", &cache::stored_cache_control(*ttl))?;
+                store_headers.set(cache::STORED_AT, &cache::stored_at_value(now_ms))?;
+                let store_init = web_sys::ResponseInit::new();
+                store_init.set_status(upstream.status());
+                store_init.set_headers(&store_headers);
+                let to_store = web_sys::Response::new_with_opt_readable_stream_and_init(
+                    Some(&stored),
+                    &store_init,
+                )?;
+                let key = key.clone();
+                ctx.wait_until(async move {
+                    if let Err(e) = Cache::default().put(key.as_str(), Response::from(to_store)).await {
+                        event_line(serde_json::json!({"event": "cache_error", "op": "put", "error": e.to_string()}));
+                    }
+                });
+            }
             web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)?
         }
         Body::Own(text, content_type) => {
@@ -161,7 +384,8 @@ fn render(reply: Reply<web_sys::Response>) -> worker::Result<Response> {
             headers.set("content-type", content_type)?;
             apply(&headers, &reply.headers);
             init.set_headers(&headers);
-            web_sys::Response::new_with_opt_str_and_init(Some(&text), &init)?
+            let text = (!reply.no_body).then_some(text);
+            web_sys::Response::new_with_opt_str_and_init(text.as_deref(), &init)?
         }
         Body::Empty => {
             let headers = web_sys::Headers::new()?;
@@ -179,7 +403,7 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
     let isolate = isolate(&env);
     let inner = req.inner();
     let url = match req.url() {
@@ -224,9 +448,16 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         continent: continent.as_deref(),
         has_body: inner.body().is_some(),
     };
-    let ports = EdgePorts::new(inner);
+    let mut ports = EdgePorts::new(inner);
+    ports.kv = env.kv("GATEWAY_KV").ok();
+    ports.metrics = env.analytics_engine("GATEWAY_METRICS").ok();
     let reply = pipeline::handle(&isolate.gw, &isolate.state, &ports, &incoming).await;
-    render(reply)
+    if reply.after.flush_limits {
+        if let Some(kv) = ports.kv.clone() {
+            ctx.wait_until(flush_limits(isolate.clone(), kv));
+        }
+    }
+    render_with(reply, Some(&ctx), ports.now_ms())
 }
 
 #[cfg(test)]

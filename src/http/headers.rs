@@ -42,11 +42,13 @@ pub fn is_safe_value(value: &str) -> bool {
     value.len() <= 8 * 1024 && !value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
 }
 
-/// Changes to apply to a copy of a header set: first `remove`, then `set`.
+/// Changes to apply to a copy of a header set: first `remove`, then `set`, then `append`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct HeaderEdits {
     pub remove: Vec<Cow<'static, str>>,
     pub set: Vec<(Cow<'static, str>, String)>,
+    /// Values added beside existing ones (`Vary`).
+    pub append: Vec<(&'static str, String)>,
 }
 
 impl HeaderEdits {
@@ -56,6 +58,10 @@ impl HeaderEdits {
 
     pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
         self.set.push((name.into(), value.into()));
+    }
+
+    pub fn append(&mut self, name: &'static str, value: impl Into<String>) {
+        self.append.push((name, value.into()));
     }
 
     /// Removes the hop-by-hop headers, including those named by `Connection`.
@@ -82,6 +88,9 @@ impl HeaderEdits {
         headers.retain(|(n, _)| !self.remove.iter().any(|r| r.eq_ignore_ascii_case(n)));
         for (name, value) in &self.set {
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            headers.push((name.to_string(), value.clone()));
+        }
+        for (name, value) in &self.append {
             headers.push((name.to_string(), value.clone()));
         }
     }
