@@ -91,6 +91,8 @@ pub struct Gateway {
     pub providers: Vec<Result<Provider, String>>,
     /// The top-level CORS policy, for answers that match no route.
     pub cors: Option<CorsPolicy>,
+    /// The `GATEWAY_ADMIN_TOKEN` secret, which allows cache purges.
+    pub admin_token: Option<String>,
 }
 
 /// Where HMAC secrets come from: the name of a Worker secret or variable -> its value.
@@ -210,6 +212,7 @@ impl Gateway {
             identity_headers,
             providers,
             cors,
+            admin_token: secrets("GATEWAY_ADMIN_TOKEN").filter(|t| !t.is_empty()),
         })
     }
 }

@@ -55,6 +55,8 @@ pub trait Ports {
     async fn kv_get(&self, key: &str) -> Result<Option<String>, String>;
     /// Looks a key up in the edge cache.
     async fn cache_get(&self, key: &str) -> Result<Option<Self::Response>, String>;
+    /// Removes a key from the edge cache; whether there was an entry.
+    async fn cache_delete(&self, key: &str) -> Result<bool, String>;
     /// Writes the request's log line (and metrics).
     fn record(&self, line: &LogLine);
     /// Writes one event line (circuit breaker changes, KV failures).

@@ -238,6 +238,14 @@ impl Ports for EdgePorts<'_> {
         Ok(hit.map(web_sys::Response::from))
     }
 
+    async fn cache_delete(&self, key: &str) -> Result<bool, String> {
+        match Cache::default().delete(key, false).await {
+            Ok(worker::CacheDeletionOutcome::Success) => Ok(true),
+            Ok(_) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     fn record(&self, line: &LogLine) {
         if let Ok(json) = serde_json::to_string(line) {
             console_log!("{}", json);
