@@ -14,7 +14,7 @@ export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export WASM_OPT_BIN := $(CURDIR)/node_modules/binaryen/bin/wasm-opt
 export ESBUILD_BIN := $(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild
 
-.PHONY: help tools build dev test test-native test-wasm test-e2e check schema clean
+.PHONY: help tools build dev test lint test-native test-wasm test-e2e check schema clean
 
 help:
 	@echo "make dev    build, start demo origins and the gateway under wrangler dev"
@@ -55,7 +55,15 @@ dev: tools
 	node scripts/dev.mjs
 
 # --- test ------------------------------------------------------------------
-test: tools test-native test-wasm test-e2e
+test: tools lint test-native test-wasm test-e2e
+
+# Formatting, clippy (native and wasm32), every routes file, the CI workflow.
+lint: tools
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
+	for f in routes.json env/*.routes.json; do cargo run --quiet --bin gateway -- check "$$f" > /dev/null; done
+	node scripts/lint-workflows.mjs
 
 test-native:
 	cargo test --all-targets
@@ -64,7 +72,7 @@ test-wasm:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner cargo test --lib --target wasm32-unknown-unknown
 
 test-e2e:
-	node --test --test-concurrency=1 tests/e2e/
+	node --test --test-concurrency=1 tests/e2e/gateway.test.mjs
 
 clean:
 	rm -rf build target/wasm32-unknown-unknown
