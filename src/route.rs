@@ -121,7 +121,9 @@ impl RouteTable {
                 .insert(&template.canonical, i, &methods)
                 .map_err(|e| format!("route \"{}\": {e}", route.id))?;
         }
-        table.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        table
+            .wildcard
+            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         Ok(table)
     }
 

@@ -410,6 +410,10 @@ pub fn route_methods(route: &Route) -> BTreeSet<Method> {
     }
 }
 
+/// One host's paths: a matchit router over canonical paths whose values index
+/// `.1`, the routes (index and methods) that share each path.
+type PathTable = (matchit::Router<usize>, Vec<Vec<(usize, BTreeSet<Method>)>>);
+
 fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
     for (name, origin) in &file.origins {
         check_origin(name, origin, problems);
@@ -423,8 +427,7 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
 
     let mut ids: HashMap<&str, usize> = HashMap::new();
     // host -> matchit router over canonical paths -> (route index, methods) of routes there
-    let mut tables: HashMap<String, (matchit::Router<usize>, Vec<Vec<(usize, BTreeSet<Method>)>>)> =
-        HashMap::new();
+    let mut tables: HashMap<String, PathTable> = HashMap::new();
     for (index, route) in file.routes.iter().enumerate() {
         let subject = format!("route \"{}\"", route.id);
         if route.id.is_empty() {
