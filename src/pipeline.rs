@@ -573,13 +573,6 @@ async fn authenticate<P: Ports, H: HeaderView + ?Sized>(
     let cache = &state.jwks[provider_index];
     let now_s = ports.now_ms() / 1000;
     if provider.needs_jwks_for(&token) {
-        let url = gw
-            .file
-            .jwt
-            .values()
-            .nth(provider_index)
-            .and_then(|p| p.jwks_url.clone())
-            .unwrap_or_default();
         loop {
             let now = ports.now_ms();
             let plan = cache.borrow().plan(now, token.kid());
@@ -588,7 +581,14 @@ async fn authenticate<P: Ports, H: HeaderView + ?Sized>(
                 Plan::AwaitFetch => ports.sleep(WAIT_POLL_MS).await,
                 Plan::Fetch => {
                     cache.borrow_mut().fetch_started(now);
-                    let result = ports.fetch_jwks(&url).await;
+                    let url = gw
+                        .file
+                        .jwt
+                        .values()
+                        .nth(provider_index)
+                        .and_then(|p| p.jwks_url.as_deref())
+                        .unwrap_or_default();
+                    let result = ports.fetch_jwks(url).await;
                     let (parsed, age) = match result {
                         Ok(doc) => (
                             parse_jwks(&doc.body),
