@@ -348,6 +348,13 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
     }
     let method = Method::parse(req.method)
         .ok_or_else(|| Problem::new(Kind::MethodNotAllowed, "unsupported method"))?;
+    if req.has_body && matches!(method, Method::Get | Method::Head) {
+        // The runtime cannot send such a request on; dropping the body would lose data.
+        return Err(Problem::new(
+            Kind::BadRequest,
+            "GET and HEAD requests cannot carry a body",
+        ));
+    }
 
     // Auth.
     let verified = match &route.auth {
