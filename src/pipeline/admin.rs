@@ -1,0 +1,131 @@
+//! `/__gateway/*`: health and cache purge, answered by the gateway itself.
+
+use super::*;
+
+/// Compares two secrets in time independent of where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Percent-decodes a query parameter value (`+` is a space).
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// `/__gateway/*`: answered by the gateway itself, never routed upstream.
+pub(super) async fn endpoint<P: Ports, H: HeaderView + ?Sized>(
+    call: &Call<'_, '_, P, H>,
+    own: &str,
+) -> Result<Reply<P::Response>, Problem> {
+    let Call { gw, req, .. } = *call;
+    match own {
+        "/health" => {
+            if !matches!(req.method, "GET" | "HEAD") {
+                return Err(
+                    Problem::new(Kind::MethodNotAllowed, "this path allows GET, HEAD")
+                        .with_header("allow", "GET, HEAD"),
+                );
+            }
+            let body = serde_json::json!({
+                "status": "ok",
+                "routes": gw.routes.len(),
+                "version": VERSION,
+            });
+            let mut headers = HeaderEdits::default();
+            headers.set("cache-control", "no-store");
+            Ok(Reply::own(
+                200,
+                Body::Own(body.to_string(), "application/json"),
+                headers,
+            ))
+        }
+        "/cache" => {
+            if req.method != "DELETE" {
+                return Err(
+                    Problem::new(Kind::MethodNotAllowed, "this path allows DELETE")
+                        .with_header("allow", "DELETE"),
+                );
+            }
+            purge(call).await
+        }
+        _ => Err(Problem::new(Kind::NotFound, "no such gateway endpoint")),
+    }
+}
+
+/// `DELETE /__gateway/cache?path=/api/items/1%3Fpage%3D2[&subject=SUB]`, with the admin token.
+///
+/// The entry purged is the one a GET for that path on this host would hit, with
+/// this request's own `vary` headers (and `subject` on routes with auth).
+async fn purge<P: Ports, H: HeaderView + ?Sized>(
+    call: &Call<'_, '_, P, H>,
+) -> Result<Reply<P::Response>, Problem> {
+    let Call { gw, ports, req, .. } = *call;
+    let presented = req
+        .headers
+        .get("authorization")
+        .and_then(|h| h.strip_prefix("Bearer ").map(str::to_string));
+    let authorized = match (&gw.admin_token, &presented) {
+        (Some(expected), Some(given)) => constant_time_eq(expected.as_bytes(), given.as_bytes()),
+        _ => false,
+    };
+    if !authorized {
+        let detail = if gw.admin_token.is_none() {
+            "cache purging is disabled: the GATEWAY_ADMIN_TOKEN secret is not set"
+        } else {
+            "the admin token is missing or wrong"
+        };
+        return Err(Problem::new(Kind::Unauthorized, detail)
+            .with_header("www-authenticate", "Bearer realm=\"gateway-admin\""));
+    }
+    let target = query_param(req.query, "path")
+        .filter(|p| p.starts_with('/'))
+        .ok_or_else(|| {
+            Problem::new(Kind::BadRequest, "give the path to purge: ?path=/some/path")
+        })?;
+    let (target_path, target_query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (target, None),
+    };
+    let path = normalize(&target_path)
+        .map_err(|_| Problem::new(Kind::BadRequest, "the path to purge is not valid"))?;
+    let route = match gw.table.lookup(req.host, &path, Some(Method::Get)) {
+        Match::Found { route, .. } => &gw.routes[route],
+        _ => {
+            return Err(Problem::new(
+                Kind::NotFound,
+                "no GET route matches that path",
+            ))
+        }
+    };
+    let policy = route
+        .cache
+        .as_ref()
+        .ok_or_else(|| Problem::new(Kind::BadRequest, "that route is not cached"))?;
+    let subject = query_param(req.query, "subject");
+    let url = format!(
+        "{}://{}{}{}{}",
+        req.scheme,
+        req.host,
+        path,
+        if target_query.is_some() { "?" } else { "" },
+        target_query.as_deref().unwrap_or("")
+    );
+    let key = url::Url::parse(&url)
+        .ok()
+        .and_then(|u| policy.cache_key(&u, |name| req.headers.get(name), subject.as_deref()))
+        .ok_or_else(|| Problem::new(Kind::BadRequest, "that route is per user: give ?subject="))?;
+    let purged = ports
+        .cache_delete(&key)
+        .await
+        .map_err(|_| Problem::new(Kind::Unavailable, "the cache could not be reached"))?;
+    let body = serde_json::json!({ "purged": purged, "route": route.id, "path": path });
+    let mut headers = HeaderEdits::default();
+    headers.set("cache-control", "no-store");
+    Ok(Reply::own(
+        200,
+        Body::Own(body.to_string(), "application/json"),
+        headers,
+    ))
+}

@@ -1,0 +1,188 @@
+//! The upstream phase: region choice, failover, the request the origin receives.
+
+use super::*;
+
+/// A valid W3C `traceparent` is kept; otherwise a new one is made.
+fn traceparent<P: Ports, H: HeaderView + ?Sized>(ports: &P, req: &Incoming<'_, H>) -> String {
+    if let Some(tp) = req.headers.get("traceparent") {
+        let parts: Vec<&str> = tp.split('-').collect();
+        let hex = |s: &str, n: usize| {
+            s.len() == n
+                && s.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        };
+        if parts.len() == 4
+            && hex(parts[0], 2)
+            && parts[0] != "ff"
+            && hex(parts[1], 32)
+            && parts[1].bytes().any(|b| b != b'0')
+            && hex(parts[2], 16)
+            && parts[2].bytes().any(|b| b != b'0')
+            && hex(parts[3], 2)
+        {
+            return tp;
+        }
+    }
+    let trace = request_id::generate(ports.random_bytes());
+    let span = request_id::generate(ports.random_bytes());
+    format!("00-{trace}-{}-01", &span[..16])
+}
+
+/// The header changes for the upstream request.
+fn upstream_headers<P: Ports, H: HeaderView + ?Sized>(
+    call: &Call<'_, '_, P, H>,
+    route: &RouteRt,
+    verified: Option<&Verified>,
+    rid: &str,
+) -> HeaderEdits {
+    let Call { gw, ports, req, .. } = *call;
+    let mut edits = HeaderEdits::default();
+    edits.remove_hop_by_hop(req.headers);
+    edits
+        .remove
+        .extend(GATEWAY_OWNED_REQUEST.iter().map(|h| Cow::Borrowed(*h)));
+    edits
+        .remove
+        .extend(gw.identity_headers.iter().map(|h| Cow::Owned(h.clone())));
+    if let Some(ip) = req.client_ip {
+        edits.set("x-forwarded-for", ip);
+    }
+    edits.set("x-forwarded-proto", req.scheme);
+    edits.set("x-forwarded-host", req.host);
+    edits.set("x-request-id", rid);
+    edits.set("traceparent", traceparent(ports, req));
+    if let (Some(v), Some((provider, _))) = (verified, &route.auth) {
+        if let Ok(provider) = &gw.providers[*provider] {
+            for (name, value) in crate::policy::auth::forwarded_headers(provider, v) {
+                edits.set(name.to_string(), value);
+            }
+        }
+    }
+    edits
+}
+
+/// Logs a circuit breaker state change as its own line.
+fn log_transition<P: Ports>(ports: &P, origin: &str, region: &str, transition: &str) {
+    let line = serde_json::json!({
+        "event": "circuit_breaker",
+        "origin": origin,
+        "region": region,
+        "transition": transition,
+    });
+    ports.event(&line.to_string());
+}
+
+/// Sends the request to the chosen region, failing over to the others in order.
+pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
+    call: &Call<'_, '_, P, H>,
+    route: &RouteRt,
+    method: Method,
+    path: &str,
+    params: &Params<'_>,
+    verified: Option<&Verified>,
+    ctx: &mut Ctx<'_>,
+) -> Result<Reply<P::Response>, Problem> {
+    let Call {
+        gw,
+        state,
+        ports,
+        req,
+    } = *call;
+    let origin_index = route.origin;
+    let origin = &gw.origins[origin_index];
+    let upstream_path = route.upstream_path(path, params);
+    let headers = upstream_headers(call, route, verified, &ctx.rid);
+    let may_retry = is_retryable_method(method) && !req.has_body;
+    let mut order = origin
+        .choice
+        .order(origin.choice.choose(req.country, req.continent));
+    let mut last: Option<Result<P::Response, FetchError>> = None;
+    let upstream_started = ports.now_ms();
+    loop {
+        let now = ports.now_ms();
+        let admitted = state
+            .breakers
+            .borrow_mut()
+            .next_admitted(origin_index, &mut order, now);
+        let Some((region_index, admit)) = admitted else {
+            break;
+        };
+        let region = &origin.regions[region_index];
+        if let Some(t) = admit.transition() {
+            log_transition(ports, &origin.name, &region.name, t.as_str());
+        }
+        let mut url = String::with_capacity(
+            region.base.len() + upstream_path.len() + 1 + req.query.map_or(0, str::len),
+        );
+        url.push_str(&region.base);
+        url.push_str(&upstream_path);
+        if let Some(q) = req.query {
+            url.push('?');
+            url.push_str(q);
+        }
+        let result = ports
+            .fetch(UpstreamRequest {
+                url: &url,
+                method,
+                headers: &headers,
+                timeout_ms: route.timeout_ms,
+            })
+            .await;
+        let done = ports.now_ms();
+        let (status, error) = match &result {
+            Ok(r) => (Some(ports.status(r)), None),
+            Err(FetchError::Timeout) => (None, Some("timeout")),
+            Err(FetchError::Connect(_)) => (None, Some("connect")),
+        };
+        let failed = status.is_none_or(is_retryable_status);
+        let transition =
+            state
+                .breakers
+                .borrow_mut()
+                .record(origin_index, region_index, !failed, done);
+        if let Some(t) = transition {
+            log_transition(ports, &origin.name, &region.name, t.as_str());
+        }
+        ctx.log.attempts.push(Attempt {
+            region: region.name.clone(),
+            status,
+            error,
+            ms: done.saturating_sub(now),
+        });
+        ctx.log.region = Some(region.name.clone());
+        ctx.log.upstream_status = status;
+        last = Some(result);
+        if !failed || !may_retry {
+            break;
+        }
+    }
+    ctx.upstream_ms = Some(ports.now_ms().saturating_sub(upstream_started));
+    ctx.log.failovers = ctx.log.attempts.len().saturating_sub(1);
+    match last {
+        None => Err(Problem::new(
+            Kind::Unavailable,
+            "every region of this service is failing; try again shortly",
+        )
+        .with_header("retry-after", "5")),
+        Some(Ok(response)) => {
+            let mut edits = HeaderEdits::default();
+            let connection = ports.response_header(&response, "connection");
+            edits.remove_hop_by_hop(&[("connection", connection.as_deref().unwrap_or(""))]);
+            edits.remove(cache::STORED_AT);
+            edits.remove(ORIGIN_CACHE_CONTROL);
+            Ok(Reply::own(
+                ports.status(&response),
+                Body::Upstream(response),
+                edits,
+            ))
+        }
+        Some(Err(FetchError::Timeout)) => Err(Problem::new(
+            Kind::GatewayTimeout,
+            "the origin did not answer in time",
+        )),
+        Some(Err(FetchError::Connect(_))) => Err(Problem::new(
+            Kind::BadGateway,
+            "the origin could not be reached",
+        )),
+    }
+}
