@@ -172,6 +172,10 @@ pub struct LogLine {
 struct Ctx<'g> {
     rid: String,
     route: Option<&'g RouteRt>,
+    /// The answer is a preflight that carries its own CORS headers.
+    preflight_answered: bool,
+    /// The limiter counted this request: its counter must reach KV.
+    counted: bool,
     limit: Option<Decision>,
     x_cache: Option<XCache>,
     upstream_ms: Option<u64>,
@@ -215,6 +219,8 @@ pub async fn handle<P: Ports, H: HeaderView + ?Sized>(
         },
         rid,
         route: None,
+        preflight_answered: false,
+        counted: false,
         limit: None,
         x_cache: None,
         upstream_ms: None,
@@ -235,6 +241,7 @@ pub async fn handle<P: Ports, H: HeaderView + ?Sized>(
         }
     };
     respond::decorate(&call, &mut ctx, &mut reply, started);
+    reply.after.flush_limits = ctx.counted;
     if req.method == "HEAD" || reply.status == 304 {
         reply.no_body = true;
     }
@@ -277,20 +284,47 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
             Problem::new(Kind::BadRequest, "the request target must be a path")
         }
     })?;
-    if let Some(own) = path.strip_prefix(crate::config::validate::RESERVED_PREFIX) {
+    let reserved = crate::config::validate::RESERVED_PREFIX;
+    if path.len() >= reserved.len()
+        && path.as_bytes()[..reserved.len()].eq_ignore_ascii_case(reserved.as_bytes())
+    {
+        let own = &path[reserved.len()..];
         if own.is_empty() || own.starts_with('/') {
             return admin::endpoint(call, own).await;
         }
     }
+
+    // CORS preflight: answered at the edge when the route for the method it asks
+    // about has a CORS policy; otherwise it is an ordinary OPTIONS request.
     let origin = req.headers.get("origin");
     let preflight_method = req.headers.get("access-control-request-method");
-    let preflight = cors::is_preflight(req.method, origin.as_deref(), preflight_method.as_deref());
-    // A preflight is matched with the method it asks about.
-    let method_name = match (&preflight_method, preflight) {
-        (Some(m), true) => m.as_str(),
-        _ => req.method,
-    };
-    let method = Method::parse(method_name);
+    if cors::is_preflight(req.method, origin.as_deref(), preflight_method.as_deref()) {
+        let asked = preflight_method.as_deref().and_then(Method::parse);
+        if let Match::Found { route, .. } = gw.table.lookup(req.host, &path, asked) {
+            let route = &gw.routes[route];
+            let req_headers = req.headers.get("access-control-request-headers");
+            let answer = route.cors.as_ref().and_then(|policy| {
+                policy.preflight(
+                    origin.as_deref(),
+                    preflight_method.as_deref(),
+                    req_headers.as_deref(),
+                )
+            });
+            if let Some(answer) = answer {
+                let mut headers = HeaderEdits::default();
+                for (name, value) in answer.headers {
+                    headers.set(name, value.into_owned());
+                }
+                ctx.route = Some(route);
+                ctx.log.route = Some(route.id.clone());
+                ctx.log.path_template = Some(route.path.clone());
+                ctx.preflight_answered = true;
+                return Ok(Reply::own(answer.status, Body::Empty, headers));
+            }
+        }
+    }
+
+    let method = Method::parse(req.method);
     let (route_index, params) = match gw.table.lookup(req.host, &path, method) {
         Match::Found { route, params } => (route, params),
         Match::MethodNotAllowed { allow } => {
@@ -307,26 +341,6 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
     ctx.log.path_template = Some(route.path.clone());
     if route.cache.is_some() {
         ctx.x_cache = Some(XCache::Bypass);
-    }
-
-    // CORS preflight, answered at the edge.
-    if preflight {
-        if let Some(policy) = &route.cors {
-            let req_headers = req.headers.get("access-control-request-headers");
-            if let Some(answer) = policy.preflight(
-                origin.as_deref(),
-                preflight_method.as_deref(),
-                req_headers.as_deref(),
-            ) {
-                let mut headers = HeaderEdits::default();
-                for (name, value) in answer.headers {
-                    headers.set(name, value.into_owned());
-                }
-                // The decoration adds `Vary: Origin` again; the preflight already says it all.
-                ctx.route = None;
-                return Ok(Reply::own(answer.status, Body::Empty, headers));
-            }
-        }
     }
     let method = Method::parse(req.method)
         .ok_or_else(|| Problem::new(Kind::MethodNotAllowed, "unsupported method"))?;
@@ -391,16 +405,12 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
         });
         let allowed = decision.allowed;
         ctx.limit = Some(decision);
+        ctx.counted = true;
         if !allowed {
-            let mut reply = problem_reply(
-                Problem::new(
-                    Kind::TooManyRequests,
-                    "too many requests; retry after the window resets",
-                ),
-                &ctx.rid,
-            );
-            reply.after.flush_limits = true;
-            return Ok(reply);
+            return Err(Problem::new(
+                Kind::TooManyRequests,
+                "too many requests; retry after the window resets",
+            ));
         }
     }
 
@@ -442,7 +452,6 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
     // Upstream.
     let mut reply =
         upstream::forward(call, route, method, &path, &params, verified.as_ref(), ctx).await?;
-    reply.after.flush_limits = route.rate_limit.is_some();
     if let (Some(key), Some(policy), Body::Upstream(response)) =
         (store_key, &route.cache, &reply.body)
     {

@@ -31,6 +31,7 @@ pub(super) fn decorate<P: Ports, R, H: HeaderView + ?Sized>(
     };
     h.set("server-timing", timing);
     let policy: Option<&CorsPolicy> = match ctx.route {
+        _ if ctx.preflight_answered => None,
         Some(route) => route.cors.as_ref(),
         None => gw.cors.as_ref(),
     };
