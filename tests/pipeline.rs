@@ -905,6 +905,12 @@ fn health_is_answered_by_the_gateway_even_with_a_catch_all_route() {
     assert_eq!(out.status, 200);
     assert_eq!(out.json()["status"], "ok");
 
+    // The reserved prefix is reserved in any case: never routed upstream.
+    let out = w.send(&get("/__GATEWAY/health"));
+    assert_problem(&out, 404, "not-found");
+    let out = w.send(&get("/__Gateway"));
+    assert_problem(&out, 404, "not-found");
+
     assert!(w.ports.sent().is_empty(), "{:?}", w.ports.sent_urls());
     // The catch-all still works for other paths.
     assert_eq!(w.send(&get("/__gatewayx")).status, 200);
