@@ -105,6 +105,16 @@ fn apply(headers: &web_sys::Headers, edits: &HeaderEdits) {
     }
 }
 
+/// Whether the request framing announces a body. The runtime hands the Worker an
+/// (empty) body stream for every method but GET and HEAD, even when the client
+/// sent none; only `Transfer-Encoding` or a non-zero `Content-Length` mean one.
+fn declares_body(headers: &impl HeaderView) -> bool {
+    headers.get("transfer-encoding").is_some()
+        || headers
+            .get("content-length")
+            .is_some_and(|l| l.trim().parse::<u64>().map_or(true, |n| n > 0))
+}
+
 fn event_line(json: serde_json::Value) {
     console_log!("{}", json);
 }
@@ -132,6 +142,8 @@ async fn fetch_with_timeout(
 
 struct EdgePorts<'a> {
     request: &'a web_sys::Request,
+    /// The request announces a body (see [`declares_body`]).
+    has_body: bool,
     body_sent: Cell<bool>,
     kv: Option<KvStore>,
     metrics: Option<AnalyticsEngineDataset>,
@@ -141,6 +153,7 @@ impl<'a> EdgePorts<'a> {
     fn new(request: &'a web_sys::Request) -> Self {
         EdgePorts {
             request,
+            has_body: true,
             body_sent: Cell::new(false),
             kv: None,
             metrics: None,
@@ -172,7 +185,7 @@ impl Ports for EdgePorts<'_> {
         init.set_headers(&headers);
         init.set_redirect(web_sys::RequestRedirect::Manual);
         if let Some(body) = self.request.body() {
-            if !self.body_sent.replace(true) {
+            if self.has_body && !self.body_sent.replace(true) {
                 init.set_body(&body);
             }
         }
@@ -454,9 +467,10 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         client_ip: client_ip.as_deref(),
         country: country.as_deref(),
         continent: continent.as_deref(),
-        has_body: inner.body().is_some(),
+        has_body: inner.body().is_some() && declares_body(&view),
     };
     let mut ports = EdgePorts::new(inner);
+    ports.has_body = incoming.has_body;
     ports.kv = env.kv("GATEWAY_KV").ok();
     ports.metrics = env.analytics_engine("GATEWAY_METRICS").ok();
     let reply = pipeline::handle(&isolate.gw, &isolate.state, &ports, &incoming).await;

@@ -4,7 +4,7 @@
 use wasm_bindgen_test::wasm_bindgen_test;
 use worker::web_sys;
 
-use super::{apply, render, EdgePorts, JsHeaders};
+use super::{apply, declares_body, render, EdgePorts, JsHeaders};
 use crate::http::headers::HeaderEdits;
 use crate::http::problem::{Kind, Problem};
 use crate::http::HeaderView;
@@ -99,4 +99,16 @@ fn random_bytes_come_from_the_runtime() {
 fn the_embedded_routes_compile_in_wasm() {
     let gw = crate::gateway::Gateway::from_json(crate::gateway::EMBEDDED_ROUTES).unwrap();
     assert!(!gw.routes.is_empty());
+}
+
+#[wasm_bindgen_test]
+fn only_framing_headers_announce_a_body() {
+    let none = headers(&[]);
+    assert!(!declares_body(&JsHeaders(&none)));
+    let zero = headers(&[("content-length", "0")]);
+    assert!(!declares_body(&JsHeaders(&zero)));
+    let some = headers(&[("content-length", "12")]);
+    assert!(declares_body(&JsHeaders(&some)));
+    let chunked = headers(&[("transfer-encoding", "chunked")]);
+    assert!(declares_body(&JsHeaders(&chunked)));
 }
