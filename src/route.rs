@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use crate::config::path::parse_path;
 use crate::config::validate::route_methods;
 use crate::config::{Method, RoutesFile};
+use crate::http::path::is_dot_segment;
 
 /// Positional path parameters of a match (in the order the route's path names them).
 pub type Params<'p> = Vec<&'p str>;
@@ -72,13 +73,18 @@ impl Table {
 
     fn lookup<'p>(&self, path: &'p str, method: Option<Method>) -> Option<Match<'_, 'p>> {
         let matched = self.router.at(path).ok()?;
+        let params: Params<'p> = matched.params.iter().map(|(_, v)| v).collect();
+        // A parameter sharing its segment with a prefix or suffix (`/img/{name}.png`) can
+        // be a dot segment (`/img/...png` gives `..`), which a rewrite such as `/{name}`
+        // would forward as a path that climbs out of the origin's base path. Such a
+        // match is refused; whole-segment parameters never are one (`normalize`).
+        if params.iter().any(|p| is_dot_segment(p)) {
+            return None;
+        }
         let slot = &self.slots[*matched.value];
         let route = method.and_then(|m| slot.by_method[m.index()]);
         Some(match route {
-            Some(route) => Match::Found {
-                route,
-                params: matched.params.iter().map(|(_, v)| v).collect(),
-            },
+            Some(route) => Match::Found { route, params },
             None => Match::MethodNotAllowed { allow: &slot.allow },
         })
     }
@@ -286,6 +292,44 @@ mod tests {
         assert_eq!(
             found(t.lookup("api.example.com", "/api/users/1", Some(Method::Get))).0,
             0
+        );
+    }
+
+    /// Found by the `path_match_rewrite` fuzz target: `/img/...png` matched
+    /// `/img/{name}.png` with `name = ".."`, and the rewrite `/{name}` sent the
+    /// origin `/base/..`, which `fetch` resolves above the base path.
+    #[test]
+    fn a_parameter_is_never_a_dot_segment() {
+        let file = load(
+            r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://127.0.0.1:1/base"}]}},
+                "routes": [
+                  {"id": "image", "path": "/img/{name}.png", "origin": "o", "rewrite": "/{name}"},
+                  {"id": "version", "path": "/v{ver}/status", "origin": "o", "rewrite": "/{ver}/health"}
+                ]}"#,
+        )
+        .unwrap();
+        let t = RouteTable::build(&file).unwrap();
+        for path in [
+            "/img/...png",
+            "/img/..png",
+            "/img/%2e%2E.png",
+            "/img/.%2e.png",
+            "/v../status",
+            "/v%2E/status",
+        ] {
+            assert_eq!(
+                t.lookup("x", path, Some(Method::Get)),
+                Match::NotFound,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            found(t.lookup("x", "/img/..a.png", Some(Method::Get))),
+            (0, vec!["..a".into()])
+        );
+        assert_eq!(
+            found(t.lookup("x", "/v2/status", Some(Method::Get))),
+            (1, vec!["2".into()])
         );
     }
 

@@ -30,6 +30,12 @@ fn is_dot_dot(seg: &str) -> bool {
     }
 }
 
+/// Whether a segment is a dot segment as a URL parser reads one: `.` or `..`, with any
+/// dot possibly written `%2e`/`%2E`.
+pub fn is_dot_segment(seg: &str) -> bool {
+    is_dot(seg) || is_dot_dot(seg)
+}
+
 /// Normalizes a request path; borrows when nothing changes.
 pub fn normalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if raw.len() > MAX_PATH_LEN {
