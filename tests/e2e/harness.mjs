@@ -210,7 +210,9 @@ export class Wrangler {
     this.url = `http://127.0.0.1:${port}`;
     this.lines = []; // every output line, stdout and stderr, ANSI stripped
     this.logs = []; // the parsed JSON log lines of the gateway
+    this.events = []; // the gateway's JSON event lines without a request id (kv_write, kv_error, ...)
     this.waiters = new Set();
+    this.eventWaiters = new Set();
     this.child = null;
     this.starts = 0;
   }
@@ -244,6 +246,8 @@ export class Wrangler {
   }
 
   onLine(line) {
+    const at = Date.now(); // when the line arrived here
+    const seq = this.lines.length; // its place among all output lines (this.lines[seq])
     this.lines.push(line);
     const trimmed = line.trim();
     if (!trimmed.startsWith('{')) return;
@@ -253,8 +257,15 @@ export class Wrangler {
     } catch {
       return;
     }
-    if (!value || typeof value !== 'object' || typeof value.request_id !== 'string') return;
-    const entry = { line: trimmed, value };
+    if (!value || typeof value !== 'object') return;
+    if (typeof value.request_id !== 'string') {
+      if (typeof value.event !== 'string') return;
+      const entry = { line: trimmed, value, at, seq, index: this.events.length };
+      this.events.push(entry);
+      for (const waiter of this.eventWaiters) waiter(entry);
+      return;
+    }
+    const entry = { line: trimmed, value, at, seq };
     this.logs.push(entry);
     for (const waiter of this.waiters) waiter(entry);
   }
@@ -349,6 +360,31 @@ export class Wrangler {
         reject(new Error(`no log line with request_id ${requestId} within ${timeoutMs} ms; last output:\n${this.output(30)}`));
       }, timeoutMs);
       this.waiters.add(waiter);
+    });
+  }
+
+  /**
+   * Resolves with the first entry of `events` from index `since` on for which
+   * `predicate(value, entry)` holds (waits for it to be printed). An entry is
+   * {value, line, at, seq, index}: `at` its arrival time (ms), `seq` its place in
+   * `lines`, `index` its place in `events`. Event lines are the gateway's JSON lines
+   * with an `event` and no `request_id`, e.g. {"event":"kv_write","key":"rl:..."}.
+   */
+  waitForEvent(predicate, { since = 0, timeoutMs = 5000 } = {}) {
+    const found = this.events.slice(since).find((e) => predicate(e.value, e));
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const waiter = (entry) => {
+        if (entry.index < since || !predicate(entry.value, entry)) return;
+        clearTimeout(timer);
+        this.eventWaiters.delete(waiter);
+        resolve(entry);
+      };
+      const timer = setTimeout(() => {
+        this.eventWaiters.delete(waiter);
+        reject(new Error(`no matching event line within ${timeoutMs} ms; last output:\n${this.output(30)}`));
+      }, timeoutMs);
+      this.eventWaiters.add(waiter);
     });
   }
 
