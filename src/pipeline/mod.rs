@@ -266,6 +266,16 @@ pub fn problem_reply<R>(problem: Problem, request_id: &str) -> Reply<R> {
     )
 }
 
+/// A route for this host and path, whatever its method (for the CORS policy of errors).
+fn any_route_on<'g>(gw: &'g Gateway, host: &str, path: &str) -> Option<&'g RouteRt> {
+    Method::ALL
+        .into_iter()
+        .find_map(|m| match gw.table.lookup(host, path, Some(m)) {
+            Match::Found { route, .. } => Some(&gw.routes[route]),
+            _ => None,
+        })
+}
+
 /// The phases in order.
 async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
     call: &Call<'g, '_, P, H>,
@@ -300,8 +310,13 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
     let preflight_method = req.headers.get("access-control-request-method");
     if cors::is_preflight(req.method, origin.as_deref(), preflight_method.as_deref()) {
         let asked = preflight_method.as_deref().and_then(Method::parse);
-        if let Match::Found { route, .. } = gw.table.lookup(req.host, &path, asked) {
-            let route = &gw.routes[route];
+        let found = match gw.table.lookup(req.host, &path, asked) {
+            Match::Found { route, .. } => Some(&gw.routes[route]),
+            // Asked for a method the path does not allow: the path's policy answers,
+            // and its allow-methods do not offer the method.
+            _ => any_route_on(gw, req.host, &path),
+        };
+        if let Some(route) = found {
             let req_headers = req.headers.get("access-control-request-headers");
             let answer = route.cors.as_ref().and_then(|policy| {
                 policy.preflight(
@@ -328,6 +343,8 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
     let (route_index, params) = match gw.table.lookup(req.host, &path, method) {
         Match::Found { route, params } => (route, params),
         Match::MethodNotAllowed { allow } => {
+            // The answer still carries the CORS headers of the path's routes.
+            ctx.route = any_route_on(gw, req.host, &path);
             return Err(
                 Problem::new(Kind::MethodNotAllowed, format!("this path allows {allow}"))
                     .with_header("allow", allow),
