@@ -18,8 +18,9 @@ pub const HOP_BY_HOP: [&str; 8] = [
 
 /// Request headers the gateway always removes from what it forwards, because it
 /// sets them itself (or because they only have meaning between client and gateway).
-pub const GATEWAY_OWNED_REQUEST: [&str; 7] = [
+pub const GATEWAY_OWNED_REQUEST: [&str; 8] = [
     "host",
+    "forwarded",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
