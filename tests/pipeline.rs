@@ -1030,9 +1030,11 @@ fn x_forwarded_headers_are_the_gateways_own() {
             .header("x-forwarded-for", "7.7.7.7")
             .header("X-Forwarded-Proto", "http")
             .header("X-Forwarded-Host", "evil.test")
+            .header("Forwarded", "for=6.6.6.6;host=evil.test")
             .header("accept", "application/json"),
     );
     let sent = &w.ports.sent()[0];
+    assert_eq!(sent.h("forwarded"), None);
     assert_eq!(sent.h("x-forwarded-for").as_deref(), Some("198.51.100.9"));
     assert_eq!(sent.h("x-forwarded-proto").as_deref(), Some("https"));
     assert_eq!(sent.h("x-forwarded-host").as_deref(), Some(HOST));
