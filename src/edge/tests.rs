@@ -97,7 +97,8 @@ fn random_bytes_come_from_the_runtime() {
 
 #[wasm_bindgen_test]
 fn the_embedded_routes_compile_in_wasm() {
-    let gw = crate::gateway::Gateway::from_json(crate::gateway::EMBEDDED_ROUTES).unwrap();
+    let gw =
+        crate::gateway::Gateway::from_json(crate::gateway::EMBEDDED_ROUTES, &|_| None).unwrap();
     assert!(!gw.routes.is_empty());
 }
 
