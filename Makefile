@@ -76,3 +76,42 @@ test-e2e:
 
 clean:
 	rm -rf build target/wasm32-unknown-unknown
+
+# --- fuzz ------------------------------------------------------------------
+# cargo-fuzz (libFuzzer) on the stable toolchain: RUSTC_BOOTSTRAP=1 lets stable
+# rustc take the -Zsanitizer=address flag that cargo-fuzz passes. Seeds are in
+# fuzz/seeds/<target>/ and dictionaries in fuzz/dicts/ (committed); what the fuzzer
+# learns goes to the ignored fuzz/corpus/<target>/, crashes to fuzz/artifacts/<target>/.
+.PHONY: fuzz fuzz-smoke fuzz-tools
+FUZZ_TARGETS := routes_file token path_match_rewrite headers
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ_FLAGS ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+CARGO_FUZZ_VERSION := 0.13.2
+
+fuzz-tools: $(CARGO_BIN)/.cargo-fuzz-$(CARGO_FUZZ_VERSION)
+	@command -v c++ >/dev/null || { apt-get update && apt-get install -y g++; }
+
+$(CARGO_BIN)/.cargo-fuzz-$(CARGO_FUZZ_VERSION):
+	@if ! cargo fuzz --version 2>/dev/null | grep -q " $(CARGO_FUZZ_VERSION)$$"; then \
+	  cargo install cargo-fuzz --version $(CARGO_FUZZ_VERSION) --locked --force; fi
+	@touch $@
+
+# $(call fuzz_each,SECONDS): every target for SECONDS; stops at the first crash.
+define fuzz_each
+	RUSTC_BOOTSTRAP=1 cargo fuzz build
+	@mkdir -p fuzz/artifacts; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t; log=fuzz/artifacts/$$t.log; \
+	  echo "fuzz $$t for $(1) s (log: $$log)"; \
+	  if ! RUSTC_BOOTSTRAP=1 cargo fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	      -dict=fuzz/dicts/$$t.dict $(FUZZ_FLAGS) -max_total_time=$(1) >$$log 2>&1; then \
+	    tail -n 40 $$log; echo "fuzz target $$t failed: input in fuzz/artifacts/$$t/"; exit 1; fi; \
+	  grep -E '^Done|number_of_executed_units|new_units_added' $$log; \
+	done
+endef
+
+fuzz-smoke: fuzz-tools
+	$(call fuzz_each,$(FUZZ_SMOKE_SECONDS))
+
+fuzz: fuzz-tools
+	$(call fuzz_each,$(FUZZ_SECONDS))
