@@ -77,6 +77,24 @@ test-e2e:
 clean:
 	rm -rf build target/wasm32-unknown-unknown
 
+# --- bench -----------------------------------------------------------------
+# The gateway against the platform floor (a pass-through Worker) and a Hono
+# gateway, side by side in one run; writes bench/results.md and bench/latency.png
+# (see bench/README.md). BENCH_RUNNER=cli serves the Workers with `wrangler dev`.
+.PHONY: bench bench-tools
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+bench: tools bench-tools
+	node bench/run.mjs
+
+bench-tools: bench/.venv/.installed
+	@command -v wrk >/dev/null || { echo "installing wrk"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
+
+bench/.venv/.installed: bench/requirements.txt
+	python3 -m venv bench/.venv
+	bench/.venv/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	@touch $@
+
 # --- fuzz ------------------------------------------------------------------
 # cargo-fuzz (libFuzzer) on the stable toolchain: RUSTC_BOOTSTRAP=1 lets stable
 # rustc take the -Zsanitizer=address flag that cargo-fuzz passes. Seeds are in

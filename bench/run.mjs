@@ -1,0 +1,952 @@
+// `make bench`: the gateway against the platform floor and against the
+// JavaScript gateway users would otherwise write. See bench/README.md.
+//
+// One run, side by side, on 127.0.0.1, one Worker at a time:
+//   1. direct to the origin (the floor);
+//   2. a pass-through JavaScript Worker (the platform floor; measured first and
+//      again last, to show the drift of a noisy machine);
+//   3. Hono + hono/jwt (HS256) + a KV counter rate limit + hono/proxy;
+//   4. this gateway: routing only, + JWT (HS256, ES256, RS256), + rate limit,
+//      cache hit, and the full chain (JWT HS256 + rate limit + forward, no cache),
+//      which does exactly the work of contestant 3.
+// Every figure is also given as a ratio to the pass-through Worker of the same run.
+// Then the native criterion bench (benches/routing.rs), the wasm size, the
+// results table (bench/results.md) and the latency chart (bench/latency.png).
+//
+// Settings (environment): BENCH_RUNNER=direct|cli, BENCH_DURATION (s, 10),
+// BENCH_WARMUP (s, 3), BENCH_CONNECTIONS (32), BENCH_THREADS (2),
+// BENCH_ONLY (comma-separated contestant ids), BENCH_CRITERION=0 (skip it),
+// BENCH_CHART=0 (skip the chart), BENCH_ORIGIN_PORT (18480), BENCH_PERF=1 (also
+// record `perf` profiles of the Worker's workerd into bench/out/perf-*.txt; the
+// profiler's overhead then inflates the CPU figures a little), BENCH_CROSSINGS=0
+// (skip counting the gateway's wasm -> JS calls per request).
+import { spawn, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+
+import { countCrossings, instrumentedBuild } from './crossings.mjs';
+
+const BENCH = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(BENCH, '..');
+const OUT = path.join(BENCH, 'out');
+const env = (name, fallback) => (process.env[name] === undefined || process.env[name] === '' ? fallback : process.env[name]);
+const opts = {
+  runner: env('BENCH_RUNNER', 'direct'),
+  duration: Number(env('BENCH_DURATION', '10')),
+  warmup: Number(env('BENCH_WARMUP', '3')),
+  connections: Number(env('BENCH_CONNECTIONS', '32')),
+  threads: Number(env('BENCH_THREADS', '2')),
+  only: env('BENCH_ONLY', '').split(',').map((s) => s.trim()).filter(Boolean),
+  criterion: env('BENCH_CRITERION', '1') !== '0',
+  chart: env('BENCH_CHART', '1') !== '0',
+  originPort: Number(env('BENCH_ORIGIN_PORT', '18480')),
+  perf: env('BENCH_PERF', '0') !== '0',
+  crossings: env('BENCH_CROSSINGS', '1') !== '0',
+};
+if (!['direct', 'cli'].includes(opts.runner)) throw new Error(`BENCH_RUNNER must be direct or cli, not ${opts.runner}`);
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...a) => console.error('bench:', ...a);
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+const ISSUER = 'https://bench.example/';
+const AUDIENCE = 'bench';
+const HIGH_LIMIT = { requests: 100_000_000, window_s: 60, key: 'route' };
+
+// --- processes -----------------------------------------------------------------
+// Children run in their own process groups, so wrangler and its workerd children
+// can be stopped together; whatever is left is killed at exit.
+
+const live = new Set();
+let scratchDir = null;
+process.on('exit', () => {
+  for (const child of live) signalGroup(child.pid, 'SIGKILL');
+  if (scratchDir) fs.rmSync(scratchDir, { recursive: true, force: true });
+});
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
+  process.once(signal, () => process.exit(code));
+}
+
+function signalGroup(pid, signal) {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function start(cmd, args, { cwd = ROOT, extraEnv = {}, logFile } = {}) {
+  const child = spawn(cmd, args, {
+    cwd,
+    env: { ...process.env, WRANGLER_SEND_METRICS: 'false', FORCE_COLOR: '0', NO_COLOR: '1', ...extraEnv },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  child.output = '';
+  const out = logFile ? fs.createWriteStream(logFile) : null;
+  for (const stream of [child.stdout, child.stderr]) {
+    stream.on('data', (chunk) => {
+      child.output += chunk.toString();
+      if (child.output.length > 1e6) child.output = child.output.slice(-5e5);
+      out?.write(chunk);
+    });
+  }
+  child.once('close', () => out?.end());
+  return child;
+}
+
+async function stop(child) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) {
+    if (child) signalGroup(child.pid, 'SIGKILL');
+    return;
+  }
+  const gone = new Promise((r) => child.once('exit', r));
+  signalGroup(child.pid, 'SIGTERM');
+  const timer = setTimeout(() => signalGroup(child.pid, 'SIGKILL'), 5000);
+  await gone;
+  clearTimeout(timer);
+  signalGroup(child.pid, 'SIGKILL'); // any workerd left in the group
+}
+
+/** Runs a command to completion; rejects on a non-zero exit with the tail of its output. */
+function run(cmd, args, options = {}) {
+  return new Promise((resolve, reject) => {
+    const child = start(cmd, args, options);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      if (code === 0) resolve(child.output);
+      else reject(new Error(`${cmd} ${args.join(' ')} exited with ${code}:\n${child.output.split('\n').slice(-40).join('\n')}`));
+    });
+  });
+}
+
+/** The processes of a process group: [{pid, comm, ticks}] (ticks = utime + stime). */
+function groupProcesses(pgid) {
+  const found = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const close = stat.lastIndexOf(')');
+    const comm = stat.slice(stat.indexOf('(') + 1, close);
+    const fields = stat.slice(close + 2).split(' '); // fields[0] is field 3 (state)
+    if (Number(fields[2]) !== pgid) continue;
+    found.push({ pid: Number(entry), comm, ticks: Number(fields[11]) + Number(fields[12]) });
+  }
+  return found;
+}
+
+function ticksOf(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return NaN;
+  }
+}
+
+/** TCP ports a process listens on (from /proc/net/tcp{,6} and its socket fds). */
+function listeningPorts(pid) {
+  const inodes = new Set();
+  try {
+    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const m = fs.readlinkSync(`/proc/${pid}/fd/${fd}`).match(/^socket:\[(\d+)\]$/);
+        if (m) inodes.add(m[1]);
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  } catch {
+    return [];
+  }
+  const ports = [];
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 10 || cols[3] !== '0A') continue; // 0A = LISTEN
+      if (inodes.has(cols[9])) ports.push(parseInt(cols[1].split(':')[1], 16));
+    }
+  }
+  return ports;
+}
+
+function portFree(port) {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// --- tokens ----------------------------------------------------------------------
+
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+
+function signJwt(alg, key, kid) {
+  const now = Math.floor(Date.now() / 1000);
+  const header = { alg, typ: 'JWT', ...(kid ? { kid } : {}) };
+  const claims = { iss: ISSUER, aud: AUDIENCE, sub: 'bench-user', iat: now, exp: now + 24 * 3600, scope: 'bench' };
+  const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
+  let signature;
+  if (alg === 'HS256') signature = crypto.createHmac('sha256', key).update(input).digest();
+  else if (alg === 'ES256') signature = crypto.sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
+  else if (alg === 'RS256') signature = crypto.sign('sha256', Buffer.from(input), key);
+  else throw new Error(alg);
+  return `${input}.${b64url(signature)}`;
+}
+
+/** Keys are kept in bench/out/keys.json so that the routes file, and so the build, stay the same between runs. */
+async function loadKeys() {
+  const file = path.join(OUT, 'keys.json');
+  let keys;
+  try {
+    keys = JSON.parse(await fsp.readFile(file, 'utf8'));
+  } catch {
+    const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+    keys = {
+      hmacSecret: crypto.randomBytes(32).toString('base64url'),
+      ecPrivatePem: ec.privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      rsaPrivatePem: rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    };
+    await fsp.writeFile(file, JSON.stringify(keys, null, 2) + '\n', { mode: 0o600 });
+  }
+  const ecPrivate = crypto.createPrivateKey(keys.ecPrivatePem);
+  const rsaPrivate = crypto.createPrivateKey(keys.rsaPrivatePem);
+  const jwk = (priv, extra) => ({ ...crypto.createPublicKey(priv).export({ format: 'jwk' }), use: 'sig', ...extra });
+  return {
+    hmacSecret: keys.hmacSecret,
+    ecJwk: jwk(ecPrivate, { kid: 'bench-es', alg: 'ES256' }),
+    rsaJwk: jwk(rsaPrivate, { kid: 'bench-rs', alg: 'RS256' }),
+    tokens: {
+      HS256: signJwt('HS256', keys.hmacSecret),
+      ES256: signJwt('ES256', ecPrivate, 'bench-es'),
+      RS256: signJwt('RS256', rsaPrivate, 'bench-rs'),
+    },
+  };
+}
+
+// --- the gateway's routes file -----------------------------------------------------
+
+function gatewayRoutes(originUrl, keys) {
+  const route = (id, extra = {}) => ({ id: `bench-${id}`, path: `/bench/${id}/{id}`, methods: ['GET'], origin: 'bench', ...extra });
+  // Other services' routes, so the table is not trivially small (static, param, catch-all).
+  const filler = [];
+  for (let i = 0; i < 25; i++) {
+    filler.push({ id: `svc${i}-list`, path: `/svc${i}/items`, methods: ['GET'], origin: 'bench' });
+    filler.push({ id: `svc${i}-item`, path: `/svc${i}/items/{id}`, methods: ['GET', 'PUT', 'DELETE'], origin: 'bench' });
+    filler.push({ id: `svc${i}-sub`, path: `/svc${i}/items/{id}/parts/{part}`, methods: ['GET'], origin: 'bench' });
+    filler.push({ id: `svc${i}-files`, path: `/svc${i}/files/{*rest}`, methods: ['GET'], origin: 'bench' });
+  }
+  return {
+    origins: { bench: { regions: [{ name: 'local', url: originUrl }], timeout_ms: 10000 } },
+    jwt: {
+      'bench-hs256': { issuer: ISSUER, audiences: [AUDIENCE], secret_var: 'BENCH_JWT_SECRET', algorithms: ['HS256'] },
+      'bench-es256': { issuer: ISSUER, audiences: [AUDIENCE], keys: { keys: [keys.ecJwk] }, algorithms: ['ES256'] },
+      'bench-rs256': { issuer: ISSUER, audiences: [AUDIENCE], keys: { keys: [keys.rsaJwk] }, algorithms: ['RS256'] },
+    },
+    routes: [
+      route('route'),
+      route('hs256', { auth: { jwt: 'bench-hs256' } }),
+      route('es256', { auth: { jwt: 'bench-es256' } }),
+      route('rs256', { auth: { jwt: 'bench-rs256' } }),
+      route('ratelimit', { rate_limit: HIGH_LIMIT }),
+      route('cache', { cache: { ttl_s: 3600 } }),
+      route('full', { auth: { jwt: 'bench-hs256' }, rate_limit: HIGH_LIMIT }),
+      ...filler,
+    ],
+  };
+}
+
+/** `make build` embedding the routes file; checks the wasm really embeds it (the target dir is shared). */
+async function buildGateway(routesFile, buildDir) {
+  const text = await fsp.readFile(routesFile);
+  for (let attempt = 1; ; attempt++) {
+    const t0 = Date.now();
+    await run('make', ['--no-print-directory', 'build', `BUILD_DIR=${buildDir}`], {
+      extraEnv: { GATEWAY_ROUTES: routesFile },
+      logFile: path.join(OUT, 'build.log'),
+    });
+    const wasm = await fsp.readFile(path.join(buildDir, 'index_bg.wasm'));
+    if (wasm.includes(text)) return Date.now() - t0;
+    if (attempt >= 2) throw new Error(`${buildDir}/index_bg.wasm does not embed ${routesFile} (a concurrent build?)`);
+    log('the wasm does not embed the bench routes (another build got in between); building again');
+  }
+}
+
+// --- Workers under wrangler -----------------------------------------------------------
+
+/**
+ * Starts a Worker; resolves once `probe` answers 200 on wrangler's port, with the
+ * time from process start to that first 200 and the URL the load goes to.
+ */
+async function startWorker({ name, configFile, vars, probe }) {
+  const port = await freePort();
+  const persist = path.join(scratchDir, `${name}-state`);
+  const logFile = path.join(OUT, `${name}.${opts.runner}.log`);
+  const varArgs = Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]);
+  const t0 = performance.now();
+  let child;
+  if (opts.runner === 'cli') {
+    child = start('npx', ['--no-install', 'wrangler', 'dev', '--config', configFile, '--ip', '127.0.0.1', '--port', String(port),
+      '--inspector-port', String(await freePort()), '--persist-to', persist, '--show-interactive-dev-session=false', ...varArgs],
+    { cwd: path.dirname(configFile), logFile, extraEnv: { WRANGLER_LOG_PATH: path.join(scratchDir, `${name}-wrangler-logs`) } });
+  } else {
+    child = start(process.execPath, [path.join(BENCH, 'serve.mjs'), '--config', configFile, '--port', String(port), '--persist', persist, ...varArgs],
+      { cwd: path.dirname(configFile), logFile, extraEnv: { WRANGLER_LOG_PATH: path.join(scratchDir, `${name}-wrangler-logs`) } });
+  }
+  const publicUrl = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 120_000;
+  let firstMs = null;
+  let firstRequestMs = null;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${name}: wrangler exited (${child.exitCode}):\n${child.output.slice(-3000)}`);
+    const r0 = performance.now();
+    try {
+      const res = await fetch(publicUrl + probe.path, { headers: probe.headers ?? {}, signal: AbortSignal.timeout(5000) });
+      await res.arrayBuffer();
+      if (res.status === 200) {
+        firstMs = performance.now() - t0;
+        firstRequestMs = performance.now() - r0;
+        break;
+      }
+      last = `status ${res.status}`;
+    } catch (e) {
+      last = String(e.cause?.code ?? e.message);
+    }
+    await sleep(20);
+  }
+  if (firstMs === null) {
+    await stop(child);
+    throw new Error(`${name}: no 200 from ${probe.path} within 120 s (last: ${last}):\n${child.output.slice(-3000)}`);
+  }
+  // The Worker's own workerd: the one not listening on wrangler's public port.
+  let workerPids = [];
+  for (let i = 0; i < 50 && !workerPids.length; i++) {
+    const procs = groupProcesses(child.pid).filter((p) => p.comm === 'workerd');
+    const withPorts = procs.map((p) => ({ ...p, ports: listeningPorts(p.pid) }));
+    workerPids = withPorts.filter((p) => p.ports.length && !p.ports.includes(port));
+    if (!workerPids.length) await sleep(100);
+  }
+  if (workerPids.length !== 1) {
+    log(`${name}: expected one Worker workerd, found ${workerPids.length}; CPU/request covers all workerd processes`);
+  }
+  const workerPort = workerPids.length === 1 ? workerPids[0].ports[0] : null;
+  const url = opts.runner === 'direct' && workerPort ? `http://127.0.0.1:${workerPort}` : publicUrl;
+  return { name, child, url, publicUrl, workerPids: workerPids.map((p) => p.pid), firstMs, firstRequestMs };
+}
+
+function cpuSnapshot(worker, originPid) {
+  const procs = groupProcesses(worker.child.pid);
+  const sum = (pred) => procs.filter(pred).reduce((n, p) => n + p.ticks, 0);
+  return {
+    worker: worker.workerPids.length ? sum((p) => worker.workerPids.includes(p.pid)) : sum((p) => p.comm === 'workerd'),
+    workerd: sum((p) => p.comm === 'workerd'),
+    node: sum((p) => p.comm === 'node' || p.comm === 'npm exec' || p.comm.startsWith('npx')),
+    origin: ticksOf(originPid),
+  };
+}
+
+// --- load ------------------------------------------------------------------------------
+
+async function wrk(url, headers, seconds) {
+  const args = ['-t', String(opts.threads), '-c', String(opts.connections), '-d', `${seconds}s`, '--timeout', '5s', '--latency', '-s', path.join(BENCH, 'wrk-report.lua')];
+  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
+  args.push(url);
+  const output = await run('wrk', args);
+  const line = output.split('\n').find((l) => l.startsWith('WRK_JSON '));
+  if (!line) throw new Error(`wrk printed no WRK_JSON line:\n${output}`);
+  const result = JSON.parse(line.slice('WRK_JSON '.length));
+  result.text = output.split('\n').filter((l) => !l.startsWith('WRK_JSON ')).join('\n');
+  return result;
+}
+
+/** Checks a contestant answers as expected, then loads it for `opts.warmup` seconds. */
+async function warmUp(contestant, target) {
+  const url = target.url + contestant.path;
+  const headers = contestant.headers ?? {};
+  if (contestant.prepare) await contestant.prepare(url, headers);
+  log(`${contestant.id}: warm-up ${opts.warmup} s on ${url}`);
+  await wrk(url, headers, opts.warmup);
+}
+
+async function measure(contestant, target, originPid) {
+  const url = target.url + contestant.path;
+  const headers = contestant.headers ?? {};
+  log(`${contestant.id}: ${opts.duration} s`);
+  let perf = null;
+  if (opts.perf && target.workerPids?.length === 1) {
+    const data = path.join(OUT, `perf-${contestant.id}.data`);
+    perf = start('perf', ['record', '-F', env('BENCH_PERF_FREQ', '999'), '-p', String(target.workerPids[0]), '-o', data, '--', 'sleep', String(opts.duration)]);
+    perf.data = data;
+    await sleep(300);
+  }
+  const before = target.child ? cpuSnapshot(target, originPid) : { origin: ticksOf(originPid) };
+  const t0 = performance.now();
+  const result = await wrk(url, headers, opts.duration);
+  const wallS = (performance.now() - t0) / 1000;
+  const after = target.child ? cpuSnapshot(target, originPid) : { origin: ticksOf(originPid) };
+  if (perf) {
+    await new Promise((r) => (perf.exitCode !== null ? r() : perf.once('close', r)));
+    try {
+      const text = execFileSync('perf', ['report', '-i', perf.data, '--no-children', '--sort', 'dso,symbol', '--stdio', '--percent-limit', '0'], { maxBuffer: 256 << 20 }).toString();
+      await fsp.writeFile(path.join(OUT, `perf-${contestant.id}.txt`), text);
+      perf.categories = perfCategories(text);
+    } catch (e) {
+      log(`perf report failed: ${e.message.split('\n')[0]}`);
+    }
+  }
+  const n = result.requests;
+  const perReqMs = (key) => (before[key] === undefined ? null : ((after[key] - before[key]) * 1000) / CLK_TCK / n);
+  const p = Object.fromEntries(result.latency.percentiles.map(([q, us]) => [q, us / 1000]));
+  return {
+    id: contestant.id,
+    label: contestant.label,
+    what: contestant.what,
+    url,
+    requests: n,
+    rps: n / (result.duration_us / 1e6),
+    p50: p[50],
+    p90: p[90],
+    p99: p[99],
+    p999: p[99.9],
+    mean: result.latency.mean / 1000,
+    max: result.latency.max / 1000,
+    errors: result.errors,
+    percentiles: result.latency.percentiles.map(([q, us]) => [q, us / 1000]),
+    cpuMsPerReq: {
+      worker: perReqMs('worker'),
+      workerd: perReqMs('workerd'),
+      node: perReqMs('node'),
+      origin: perReqMs('origin'),
+    },
+    originCpuPct: ((after.origin - before.origin) / CLK_TCK / wallS) * 100,
+    wrk: result.text,
+    perf: perf?.categories ?? null,
+  };
+}
+
+// Where the Worker's workerd spends its CPU, by kind of code (from `perf report`).
+// workerd ships with symbols; wasm and JavaScript compiled by V8 show up as [JIT].
+const PERF_CATEGORIES = [
+  ['wasm + JS (V8-compiled)', (dso, sym) => dso.startsWith('[JIT]') || /^0x[0-9a-f]+$/.test(sym) && dso === 'workerd'],
+  ['kernel', (dso) => dso.startsWith('[kernel')],
+  ['Headers', (dso, sym) => /workerd::api::Headers|kj::HttpHeaders|HttpHeaderTable|HttpHeaderId/.test(sym)],
+  ['Request / Response / fetch', (dso, sym) => /workerd::api::(Request|Response|Body|Fetcher|fetchImpl|.*[Ff]etch)|workerd::api::.*(Stream|Pipe)|WorkerEntrypoint|IoContext|kj::.*Http(?!Header)/.test(sym)],
+  ['timers, AbortSignal', (dso, sym) => /[Tt]imer|setTimeout|clearTimeout|AbortSignal|AbortController/.test(sym)],
+  ['console.log, JSON', (dso, sym) => /[Cc]onsole|JsonStringifier|JsonParser|logMessage|LogMessage|structuredLog|SerializeString/.test(sym)],
+  ['crypto, random', (dso, sym) => /getRandomValues|RAND_|SHA\d|sha\d|HMAC|EVP_|bssl|ecdsa|EC_|BN_|RSA_/.test(sym)],
+  ['URL', (dso, sym) => /ada::|url_aggregator|workerd::api::URL|jsg::Url/.test(sym)],
+  ['V8 GC, handles', (dso, sym) => /Heap::|Scavenge|MarkCompact|GlobalHandles|Sweeper|Marking|TracedReference|cppgc|Evacuat|detachWrapper|HeapTracer|Wrappable/.test(sym)],
+  ['JS <-> C++ bindings (jsg, V8 API, builtins)', (dso, sym) => /workerd::jsg::|Builtins_|v8::internal::(Runtime_|Builtin|FunctionCallback|Api|Invoke|Execution)|^v8::[A-Z]/.test(sym)],
+  ['V8 other', (dso, sym) => /^v8::|v8::internal/.test(sym)],
+  ['malloc', (dso, sym) => /tcmalloc|TCMalloc|malloc|^free|cfree|operator new|operator delete|_int_free/.test(sym)],
+  ['KJ event loop, promises', (dso, sym) => /^kj::|capnp::/.test(sym)],
+  ['workerd other', (dso, sym) => /workerd::/.test(sym)],
+  ['libc, other', () => true],
+];
+
+function perfCategories(text) {
+  const totals = new Map(PERF_CATEGORIES.map(([name]) => [name, 0]));
+  for (const line of text.split('\n')) {
+    const m = line.match(/^\s+([\d.]+)%\s+(\S+(?: tid \d+)?)\s+\[[.k]\]\s+(.*?)\s*$/);
+    if (!m) continue;
+    const [, pct, dso, sym] = m;
+    const [name] = PERF_CATEGORIES.find(([, test]) => test(dso, sym));
+    totals.set(name, totals.get(name) + Number(pct));
+  }
+  return Object.fromEntries(totals);
+}
+
+async function expectStatus(url, headers, status, what) {
+  const res = await fetch(url, { headers });
+  const body = await res.text();
+  if (res.status !== status) throw new Error(`${what}: expected ${status} from ${url}, got ${res.status}: ${body.slice(0, 300)}`);
+  return res;
+}
+
+// --- criterion --------------------------------------------------------------------------
+
+// The bench profile inherits `release` (fat LTO, one codegen unit), which makes a
+// cold build of criterion and the dev-dependencies take many minutes; the bench
+// only needs optimised code, so it builds without LTO (same opt-level "s").
+const CRITERION_ENV = { CARGO_PROFILE_BENCH_LTO: 'false', CARGO_PROFILE_BENCH_CODEGEN_UNITS: '16' };
+
+async function criterionResults() {
+  const meta = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: ROOT }).toString());
+  const base = path.join(meta.target_directory, 'criterion');
+  const read = (group, name) => {
+    const file = path.join(base, group, name, 'new', 'estimates.json');
+    const e = JSON.parse(fs.readFileSync(file, 'utf8'));
+    return { median: e.median.point_estimate, low: e.median.confidence_interval.lower_bound, high: e.median.confidence_interval.upper_bound };
+  };
+  return {
+    hit: read('lookup_10k_routes', 'hit'),
+    miss: read('lookup_10k_routes', 'miss'),
+    notAllowed: read('lookup_10k_routes', 'method_not_allowed'),
+    fromJson: read('startup_10k_routes', 'gateway_from_json'),
+    load: read('startup_10k_routes', 'config_load'),
+    tableBuild: read('startup_10k_routes', 'route_table_build'),
+  };
+}
+
+// --- report -----------------------------------------------------------------------------
+
+const f = (x, digits = 2) => (x === null || x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(digits));
+const ratio = (x, ref) => (x === null || ref === null || x === undefined || !ref ? 'n/a' : `${(x / ref).toFixed(2)}×`);
+
+function machine() {
+  const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  const model = (cpuinfo.match(/^model name\s*:\s*(.*)$/m) ?? [])[1] ?? 'unknown';
+  const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  const version = (cmd, args) => {
+    try {
+      return execFileSync(cmd, args).toString().trim().split('\n')[0];
+    } catch {
+      return 'n/a';
+    }
+  };
+  return {
+    nproc: Number(execFileSync('nproc').toString().trim()),
+    cpu: model,
+    memGiB: (os.totalmem() / 2 ** 30).toFixed(1),
+    kernel: os.release(),
+    node: process.version,
+    wrangler: JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules/wrangler/package.json'), 'utf8')).version,
+    workerd: version(path.join(ROOT, 'node_modules/workerd/bin/workerd'), ['--version']),
+    hono: JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules/hono/package.json'), 'utf8')).version,
+    wrk: version('wrk', ['-v']),
+    rustc: version('rustc', ['--version']),
+    loadBefore: load,
+  };
+}
+
+function report(r) {
+  const L = [];
+  const ref = r.reference;
+  L.push('# Benchmarks: the gateway against the platform floor and a Hono gateway');
+  L.push('');
+  L.push(`Run ${r.date} (${r.totalS.toFixed(0)} s) on ${r.machine.nproc} CPUs (${r.machine.cpu}), ${r.machine.memGiB} GiB, Linux ${r.machine.kernel};`);
+  L.push(`load average before the run ${r.machine.loadBefore}, after ${r.loadAfter}. Node ${r.machine.node}, wrangler ${r.machine.wrangler}, ${r.machine.workerd}, hono ${r.machine.hono}, ${r.machine.wrk}, ${r.machine.rustc}.`);
+  L.push('');
+  L.push('**Read the ratios, not the absolute numbers.** Everything (load generator, origin, workerd, wrangler) shares the same');
+  L.push('CPUs, which other jobs were also using; only ratios to the pass-through Worker measured in the same run are comparable.');
+  L.push('');
+  L.push('## How it was run');
+  L.push('');
+  L.push('```sh');
+  L.push(r.command);
+  L.push('```');
+  L.push('');
+  L.push(`- Load: \`${r.wrkCommand}\` per contestant, one at a time. Each Worker, once started, is first warmed with ${opts.warmup} s of the same load on each of its contestants; then each is measured.`);
+  L.push(`- Origin: \`node bench/origin.mjs\` on 127.0.0.1 (one small JSON body, keep-alive), its own process; its CPU use is in the details table.`);
+  if (opts.runner === 'direct') {
+    L.push('- Workers: wrangler\'s dev engine (`unstable_startWorker` of wrangler ' + r.machine.wrangler + ': config, bundling, Miniflare, workerd) with the DevTools inspector off (`bench/serve.mjs`),');
+    L.push('  load sent straight to the Worker\'s workerd socket (not through wrangler\'s proxy Worker). `BENCH_RUNNER=cli` uses `npx wrangler dev` instead; see bench/README.md for why that measures wrangler\'s DevTools relay.');
+  } else {
+    L.push('- Workers: `npx wrangler dev --ip 127.0.0.1 --port P --inspector-port I --persist-to TMP --var ...` (load through wrangler\'s public port).');
+  }
+  L.push('- CPU/request: utime+stime of the Worker\'s workerd process (/proc/PID/stat) over the measured window, divided by the requests served.');
+  L.push('');
+  L.push('## Load: throughput, latency, CPU per request');
+  L.push('');
+  L.push(`Ratios (×) are to the pass-through Worker (contestant 2): the mean of its two runs, first and last (drift between them: ${r.drift}).`);
+  L.push('');
+  L.push('| # | contestant | req/s | × | p50 ms | × | p99 ms | × | Worker CPU ms/req | × | Δ CPU vs pass-through ms/req | errors |');
+  L.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const c of r.contestants) {
+    const err = Object.values(c.errors).reduce((a, b) => a + b, 0);
+    const cpu = c.cpuMsPerReq.worker;
+    const delta = cpu === null || ref.cpu === null ? null : cpu - ref.cpu;
+    L.push(`| ${c.group} | ${c.label} | ${f(c.rps, 0)} | ${ratio(c.rps, ref.rps)} | ${f(c.p50)} | ${ratio(c.p50, ref.p50)} | ${f(c.p99)} | ${ratio(c.p99, ref.p99)} | ${f(cpu, 3)} | ${ratio(cpu, ref.cpu)} | ${delta === null ? 'n/a' : (delta >= 0 ? '+' : '') + delta.toFixed(3)} | ${err} |`);
+  }
+  L.push('');
+  L.push('What each contestant does:');
+  L.push('');
+  for (const c of r.contestants) L.push(`- **${c.label}**: ${c.what}`);
+  L.push('');
+  L.push('<details><summary>Details: p90, p99.9, max, CPU of every process</summary>');
+  L.push('');
+  L.push('| contestant | requests | p90 ms | p99.9 ms | max ms | all workerd ms/req | wrangler (node) ms/req | origin ms/req | origin CPU % |');
+  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const c of r.contestants) {
+    L.push(`| ${c.label} | ${c.requests} | ${f(c.p90)} | ${f(c.p999)} | ${f(c.max)} | ${f(c.cpuMsPerReq.workerd, 3)} | ${f(c.cpuMsPerReq.node, 3)} | ${f(c.cpuMsPerReq.origin, 3)} | ${f(c.originCpuPct, 0)} |`);
+  }
+  L.push('');
+  L.push('</details>');
+  L.push('');
+  const profiled = r.contestants.filter((c) => c.perf && c.cpuMsPerReq.worker !== null);
+  if (profiled.length) {
+    L.push('## Where the Worker\'s CPU goes (BENCH_PERF=1)');
+    L.push('');
+    L.push('`perf record` of the Worker\'s workerd during each measurement, by kind of code, in ms of CPU per request (share of samples × CPU ms/request). The profiler\'s own overhead is included in these runs\' CPU figures.');
+    L.push('');
+    L.push(`| kind of code | ${profiled.map((c) => c.label).join(' | ')} |`);
+    L.push(`|---|${profiled.map(() => '---:').join('|')}|`);
+    for (const [name] of PERF_CATEGORIES) {
+      L.push(`| ${name} | ${profiled.map((c) => f((c.perf[name] / 100) * c.cpuMsPerReq.worker, 3)).join(' | ')} |`);
+    }
+    L.push(`| **total** | ${profiled.map((c) => f(c.cpuMsPerReq.worker, 3)).join(' | ')} |`);
+    L.push('');
+  }
+  L.push('![latency distribution per contestant](latency.png)');
+  L.push('');
+  L.push('## Start-up and size');
+  L.push('');
+  L.push('| Worker | process start -> first 200 ms | × | that first request ms |');
+  L.push('|---|---:|---:|---:|');
+  const refStart = r.startups.find((s) => s.name === 'passthrough')?.firstMs ?? null;
+  for (const s of r.startups) L.push(`| ${s.label} | ${f(s.firstMs, 0)} | ${ratio(s.firstMs, refStart)} | ${f(s.firstRequestMs, 1)} |`);
+  L.push('');
+  L.push(`(${opts.runner === 'direct' ? '`node bench/serve.mjs`' : '`npx wrangler dev`'} on prebuilt output, no build step; polled every 20 ms. Most of it is wrangler and workerd starting; the first request includes the gateway compiling its ${r.gatewayRoutes} routes.)`);
+  L.push('');
+  if (r.wasm) {
+    L.push(`Wasm module \`index_bg.wasm\`: **${(r.wasm.raw / 1024).toFixed(1)} KiB** raw, **${(r.wasm.gzip / 1024).toFixed(1)} KiB** gzip -9 (build took ${f(r.buildMs / 1000, 0)} s in this run).`);
+    L.push('');
+  }
+  if (r.criterion) {
+    const c = r.criterion;
+    const ns = (e) => `${f(e.median, 0)} ns [${f(e.low, 0)}, ${f(e.high, 0)}]`;
+    const ms = (e) => `${f(e.median / 1e6, 1)} ms [${f(e.low / 1e6, 1)}, ${f(e.high / 1e6, 1)}]`;
+    L.push('## 10,000 routes (native criterion bench, `benches/routing.rs`)');
+    L.push('');
+    L.push('Median [95 % CI]; 250 services × 40 routes (static, 1- and 2-parameter, catch-all, shared paths with other methods), 200 on any host, 30 exact hosts, 20 wildcard hosts. Native x86-64 code; wasm in V8 is typically 1.5-3× slower.');
+    L.push('');
+    L.push('| measurement | time |');
+    L.push('|---|---:|');
+    L.push(`| \`RouteTable::lookup\`, hit | ${ns(c.hit)} |`);
+    L.push(`| \`RouteTable::lookup\`, miss (404) | ${ns(c.miss)} |`);
+    L.push(`| \`RouteTable::lookup\`, method not allowed (405) | ${ns(c.notAllowed)} |`);
+    L.push(`| start-up: \`Gateway::from_json\` (parse, validate, index, compile) | ${ms(c.fromJson)} |`);
+    L.push(`| of which \`config::load\` (parse + validate) | ${ms(c.load)} |`);
+    L.push(`| of which \`RouteTable::build\` (index) | ${ms(c.tableBuild)} |`);
+    L.push('');
+  }
+  if (r.crossings) {
+    L.push('## wasm -> JavaScript calls per request (gateway)');
+    L.push('');
+    L.push('Exact counts of calls into the wasm-bindgen imports, from an instrumented copy of the build (`bench/crossings.mjs`), 200 requests per route, background work (`waitUntil`) included. Each call also copies its string arguments across (UTF-8 <-> UTF-16).');
+    L.push('');
+    L.push('| route | calls/request | most frequent (calls/request) |');
+    L.push('|---|---:|---|');
+    for (const c of r.crossings) {
+      const top = c.top.slice(0, 8).map(([name, x]) => `${name.replace(/^__wbg_/, '')} ${x.toFixed(1)}`).join(', ');
+      L.push(`| ${c.label} | ${c.perRequest.toFixed(1)} | ${top} |`);
+    }
+    L.push('');
+    const full = r.crossings.find((c) => c.id === 'gateway-full') ?? r.crossings[0];
+    L.push(`<details><summary>Every import called on "${full.label}", with its JavaScript body</summary>`);
+    L.push('');
+    L.push('| import | calls/request | body |');
+    L.push('|---|---:|---|');
+    for (const [name, x, body] of full.top) L.push(`| ${name} | ${x.toFixed(2)} | \`${body.replace(/\|/g, '\\|').replace(/`/g, "'")}\` |`);
+    L.push('');
+    L.push('</details>');
+    L.push('');
+  }
+  L.push('## Against the targets (reported, not asserted)');
+  L.push('');
+  L.push('| target | measured | met |');
+  L.push('|---|---|---|');
+  for (const t of r.targets) L.push(`| ${t.target} | ${t.measured} | ${t.met === null ? 'n/a' : t.met ? 'yes' : '**no**'} |`);
+  L.push('');
+  if (r.notes.length) {
+    L.push('## Notes from this run');
+    L.push('');
+    for (const n of r.notes) L.push(`- ${n}`);
+    L.push('');
+  }
+  return L.join('\n');
+}
+
+function targets(r) {
+  const by = (id) => r.contestants.find((c) => c.id === id);
+  const full = by('gateway-full');
+  const routing = by('gateway-route');
+  const hono = by('hono');
+  const ref = r.reference;
+  const t = [];
+  if (full) {
+    t.push({ target: 'full chain throughput within 10 % of the pass-through Worker', measured: `${ratio(full.rps, ref.rps)} of its req/s`, met: full.rps >= 0.9 * ref.rps });
+    if (hono) t.push({ target: 'full chain ahead of Hono', measured: `${f(full.rps, 0)} vs ${f(hono.rps, 0)} req/s (${ratio(full.rps, hono.rps)})`, met: full.rps > hono.rps });
+    const d = full.cpuMsPerReq.worker - ref.cpu;
+    t.push({ target: 'full chain < 0.5 ms CPU/request (the gateway\'s own: Δ over the pass-through)', measured: `Δ ${f(d, 3)} ms (absolute ${f(full.cpuMsPerReq.worker, 3)} ms, pass-through ${f(ref.cpu, 3)} ms)`, met: d < 0.5 });
+  }
+  if (routing) {
+    const d = routing.cpuMsPerReq.worker - ref.cpu;
+    t.push({ target: 'routing alone < 0.1 ms CPU/request (Δ over the pass-through)', measured: `Δ ${f(d, 3)} ms (absolute ${f(routing.cpuMsPerReq.worker, 3)} ms)`, met: d < 0.1 });
+  }
+  if (r.wasm) t.push({ target: 'wasm < 400 KB gzip', measured: `${(r.wasm.gzip / 1000).toFixed(1)} kB (${(r.wasm.gzip / 1024).toFixed(1)} KiB)`, met: r.wasm.gzip < 400_000 });
+  if (r.criterion) {
+    const worst = Math.max(r.criterion.hit.median, r.criterion.miss.median, r.criterion.notAllowed.median);
+    t.push({ target: '10,000 routes: lookup < 1 µs', measured: `hit ${f(r.criterion.hit.median, 0)} ns, miss ${f(r.criterion.miss.median, 0)} ns, 405 ${f(r.criterion.notAllowed.median, 0)} ns (native)`, met: worst < 1000 });
+    t.push({ target: '10,000 routes: start-up < 20 ms', measured: `${f(r.criterion.fromJson.median / 1e6, 1)} ms (native)`, met: r.criterion.fromJson.median < 20e6 });
+  }
+  return t;
+}
+
+// --- main -----------------------------------------------------------------------------------
+
+async function main() {
+  const t0 = Date.now();
+  await fsp.mkdir(OUT, { recursive: true });
+  scratchDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'gateway-bench-'));
+  const notes = [];
+  const info = machine();
+  try {
+    execFileSync('wrk', ['-v'], { stdio: 'ignore' });
+  } catch (e) {
+    if (e.code === 'ENOENT') throw new Error('wrk is not installed (make bench installs it with apt-get)');
+  }
+
+  // The origin, on a stable port when possible (the port is compiled into the gateway).
+  let originPort = opts.originPort;
+  if (!(await portFree(originPort))) {
+    originPort = await freePort();
+    notes.push(`port ${opts.originPort} was taken; the origin used ${originPort}, so the gateway was rebuilt for it.`);
+  }
+  const origin = start(process.execPath, [path.join(BENCH, 'origin.mjs'), '--port', String(originPort)]);
+  for (let i = 0; i < 100 && !origin.output.includes('"port"'); i++) await sleep(50);
+  if (!origin.output.includes('"port"')) throw new Error(`the origin did not start:\n${origin.output}`);
+  const originUrl = `http://127.0.0.1:${originPort}`;
+
+  const keys = await loadKeys();
+  const routes = gatewayRoutes(originUrl, keys);
+  const routesFile = path.join(OUT, 'routes.json');
+  const routesText = JSON.stringify(routes, null, 2) + '\n';
+  const previous = await fsp.readFile(routesFile, 'utf8').catch(() => null);
+  if (previous !== routesText) await fsp.writeFile(routesFile, routesText); // unchanged file: no rebuild
+  const buildDir = path.join(OUT, 'build');
+  log(`building the gateway (make build BUILD_DIR=${path.relative(ROOT, buildDir)} GATEWAY_ROUTES=${path.relative(ROOT, routesFile)}); log: bench/out/build.log`);
+  const buildMs = await buildGateway(routesFile, buildDir);
+  const wasmBytes = await fsp.readFile(path.join(buildDir, 'index_bg.wasm'));
+  const wasm = { raw: wasmBytes.length, gzip: zlib.gzipSync(wasmBytes, { level: 9 }).length };
+  if (opts.criterion) {
+    log('building the criterion bench (cargo bench --bench routing --no-run); log: bench/out/criterion-build.log');
+    await run('cargo', ['bench', '--bench', 'routing', '--no-run'], { extraEnv: CRITERION_ENV, logFile: path.join(OUT, 'criterion-build.log') });
+  }
+
+  // Worker configs, in the scratch dir: no [build] step, prebuilt or plain JS entry points.
+  const toml = async (name, lines) => {
+    const file = path.join(scratchDir, name, 'wrangler.toml');
+    await fsp.mkdir(path.dirname(file), { recursive: true });
+    await fsp.writeFile(file, ['compatibility_date = "2026-04-20"', ...lines, ''].join('\n'));
+    return file;
+  };
+  const workers = {
+    passthrough: {
+      label: 'pass-through Worker',
+      configFile: await toml('passthrough', ['name = "bench-passthrough"', `main = ${JSON.stringify(path.join(BENCH, 'workers/passthrough.js'))}`]),
+      vars: { ORIGIN_URL: originUrl },
+      probe: { path: '/bench/route/1' },
+    },
+    'passthrough-log': {
+      label: 'pass-through Worker + 1 log line',
+      configFile: await toml('passthrough-log', ['name = "bench-passthrough-log"', `main = ${JSON.stringify(path.join(BENCH, 'workers/passthrough-log.js'))}`]),
+      vars: { ORIGIN_URL: originUrl },
+      probe: { path: '/bench/route/1' },
+    },
+    hono: {
+      label: 'Hono gateway',
+      configFile: await toml('hono', ['name = "bench-hono"', `main = ${JSON.stringify(path.join(BENCH, 'workers/hono.js'))}`, '', '[[kv_namespaces]]', 'binding = "RATE_KV"', 'id = "bench-hono"']),
+      vars: { ORIGIN_URL: originUrl, BENCH_JWT_SECRET: keys.hmacSecret },
+      probe: { path: '/bench/full/1', headers: { authorization: `Bearer ${keys.tokens.HS256}` } },
+    },
+    gateway: {
+      label: 'this gateway',
+      configFile: await toml('gateway', ['name = "bench-gateway"', `main = ${JSON.stringify(path.join(buildDir, 'index.js'))}`, '', '[[kv_namespaces]]', 'binding = "GATEWAY_KV"', 'id = "bench-gateway"']),
+      vars: { BENCH_JWT_SECRET: keys.hmacSecret },
+      probe: { path: '/__gateway/health' },
+    },
+  };
+  const bearer = (alg) => ({ authorization: `Bearer ${keys.tokens[alg]}` });
+  const plan = [
+    { worker: null, contestants: [{ id: 'origin', group: '1', label: 'origin, direct', what: 'wrk straight to the origin: the floor.', path: '/bench/route/42' }] },
+    { worker: 'passthrough', contestants: [{ id: 'passthrough', group: '2', label: 'pass-through Worker', what: '`fetch(ORIGIN + path, request)` and nothing else (bench/workers/passthrough.js): the platform floor.', path: '/bench/route/42' }] },
+    { worker: 'passthrough-log', contestants: [{ id: 'passthrough-log', group: '2b', label: 'pass-through + 1 log line', what: 'the pass-through plus one `console.log` of a JSON line like the gateway\'s (bench/workers/passthrough-log.js): what logging costs alone.', path: '/bench/route/42' }] },
+    {
+      worker: 'hono',
+      contestants: [{
+        id: 'hono', group: '3', label: 'Hono: JWT HS256 + KV rate limit + proxy',
+        what: `Hono ${info.hono} (bench/workers/hono.js): route match, \`hono/jwt\` HS256 (iss, aud, exp checked), a KV fixed-window counter (one KV get and one KV put in waitUntil per request), \`hono/proxy\` to the origin. The same work as the gateway's full chain.`,
+        path: '/bench/full/42', headers: bearer('HS256'),
+        prepare: async (url, headers) => {
+          await expectStatus(url, {}, 401, 'Hono without a token');
+          await expectStatus(url, headers, 200, 'Hono with a token');
+        },
+      }, {
+        id: 'hono-jwt', group: '3b', label: 'Hono: JWT HS256 + proxy (no KV)',
+        what: 'the same Hono gateway on a route without the rate limit: shows how much of contestant 3 is the two KV calls per request (which wrangler simulates inside the Worker\'s workerd, so their CPU counts there).',
+        path: '/bench/hs256/42', headers: bearer('HS256'),
+        prepare: async (url, headers) => {
+          await expectStatus(url, {}, 401, 'Hono (no KV) without a token');
+          await expectStatus(url, headers, 200, 'Hono (no KV) with a token');
+        },
+      }],
+    },
+    {
+      worker: 'gateway',
+      contestants: [
+        { id: 'gateway-route', group: '4a', label: 'gateway: routing only', what: 'route match and forward (plus what every request gets: request id, traceparent, X-Forwarded-*, hop-by-hop removal, server-timing, one JSON log line).', path: '/bench/route/42' },
+        { id: 'gateway-hs256', group: '4b', label: 'gateway: + JWT HS256', what: 'routing + JWT HS256 verification (`secret_var`), then forward.', path: '/bench/hs256/42', headers: bearer('HS256'), prepare: async (url, h) => { await expectStatus(url, {}, 401, 'HS256 route without a token'); await expectStatus(url, h, 200, 'HS256 route'); } },
+        { id: 'gateway-es256', group: '4c', label: 'gateway: + JWT ES256', what: 'routing + JWT ES256 (P-256, inline JWK), then forward.', path: '/bench/es256/42', headers: bearer('ES256'), prepare: async (url, h) => { await expectStatus(url, {}, 401, 'ES256 route without a token'); await expectStatus(url, h, 200, 'ES256 route'); } },
+        { id: 'gateway-rs256', group: '4d', label: 'gateway: + JWT RS256', what: 'routing + JWT RS256 (RSA 2048, inline JWK), then forward.', path: '/bench/rs256/42', headers: bearer('RS256'), prepare: async (url, h) => { await expectStatus(url, {}, 401, 'RS256 route without a token'); await expectStatus(url, h, 200, 'RS256 route'); } },
+        { id: 'gateway-ratelimit', group: '4e', label: 'gateway: + rate limit', what: 'routing + rate limit (100,000,000 per 60 s, key `route`; counters in the isolate, KV read/written at most once a second in waitUntil), then forward.', path: '/bench/ratelimit/42', prepare: async (url, h) => { const res = await expectStatus(url, h, 200, 'rate-limited route'); if (!res.headers.get('ratelimit-remaining') && !res.headers.get('x-ratelimit-remaining') && !res.headers.get('ratelimit')) notes.push(`the rate-limit route answered without a rate-limit header (headers: ${[...res.headers.keys()].join(', ')})`); } },
+        {
+          id: 'gateway-cache', group: '4f', label: 'gateway: cache hit', what: 'routing + edge cache lookup that hits (same URL every time; `cache.ttl_s` 3600); no origin request.', path: '/bench/cache/42',
+          prepare: async (url, h) => {
+            for (let i = 0; i < 50; i++) {
+              const res = await expectStatus(url, h, 200, 'cached route');
+              if (res.headers.get('x-cache') === 'HIT') return;
+              await sleep(100);
+            }
+            throw new Error('the cached route never answered x-cache: HIT');
+          },
+        },
+        { id: 'gateway-full', group: '4g', label: 'gateway: full chain', what: 'routing + JWT HS256 + rate limit + forward (no cache): the same work as the Hono gateway.', path: '/bench/full/42', headers: bearer('HS256'), prepare: async (url, h) => { await expectStatus(url, {}, 401, 'full chain without a token'); await expectStatus(url, h, 200, 'full chain'); } },
+      ],
+    },
+    { worker: 'passthrough', contestants: [{ id: 'passthrough-again', group: '2', label: 'pass-through Worker (again, last)', what: 'contestant 2 once more at the end, to show the drift over the run.', path: '/bench/route/42' }] },
+  ];
+  const selected = (id) => !opts.only.length || opts.only.includes(id) || (id === 'passthrough-again' && opts.only.includes('passthrough'));
+
+  const results = [];
+  const startups = [];
+  for (const step of plan) {
+    const contestants = step.contestants.filter((c) => selected(c.id));
+    if (!contestants.length) continue;
+    let target = { url: originUrl, child: null };
+    if (step.worker) {
+      const w = workers[step.worker];
+      log(`starting ${w.label} (${opts.runner})`);
+      target = await startWorker({ name: step.worker, ...w });
+      log(`${w.label}: first 200 after ${target.firstMs.toFixed(0)} ms; load on ${target.url}`);
+      if (!startups.some((s) => s.name === step.worker)) startups.push({ name: step.worker, label: w.label, firstMs: target.firstMs, firstRequestMs: target.firstRequestMs });
+    }
+    try {
+      // Warm every contestant of this Worker first (the isolate's JIT and wasm
+      // tiers are shared by its routes), then measure them one after the other.
+      for (const c of contestants) await warmUp(c, target);
+      for (const c of contestants) {
+        const m = await measure(c, target, origin.pid);
+        m.group = c.group;
+        results.push(m);
+        const errs = Object.values(m.errors).reduce((a, b) => a + b, 0);
+        log(`${c.id}: ${m.rps.toFixed(0)} req/s, p50 ${m.p50.toFixed(2)} ms, p99 ${m.p99.toFixed(2)} ms, Worker CPU ${f(m.cpuMsPerReq.worker, 3)} ms/req, origin CPU ${m.originCpuPct.toFixed(0)} %${errs ? `, ${errs} errors` : ''}`);
+        if (errs) notes.push(`${c.label}: ${JSON.stringify(m.errors)} errors (wrk counts status >= 400 as "status").`);
+        if (c.id !== 'origin' && m.originCpuPct > 70) notes.push(`${c.label}: the origin used ${m.originCpuPct.toFixed(0)} % of a CPU; it may have limited this contestant.`);
+      }
+    } finally {
+      if (target.child) await stop(target.child);
+    }
+  }
+  // wasm -> JS calls per request, per gateway route (exact counts, no timing).
+  let crossings = null;
+  const gatewayStep = plan.find((p) => p.worker === 'gateway');
+  if (opts.crossings && gatewayStep) {
+    const entry = await instrumentedBuild(buildDir, path.join(scratchDir, 'crossings-build'));
+    const configFile = await toml('gateway-crossings', ['name = "bench-gateway-crossings"', `main = ${JSON.stringify(entry)}`, '', '[[kv_namespaces]]', 'binding = "GATEWAY_KV"', 'id = "bench-gateway"']);
+    log('counting the gateway\'s wasm -> JS calls per request (an instrumented copy of the build)');
+    const w = await startWorker({ name: 'gateway-crossings', configFile, vars: workers.gateway.vars, probe: workers.gateway.probe });
+    try {
+      crossings = await countCrossings(w.url, gatewayStep.contestants);
+    } finally {
+      await stop(w.child);
+    }
+  }
+  await stop(origin);
+
+  // The reference: the pass-through Worker, mean of its runs.
+  const refs = results.filter((c) => c.id === 'passthrough' || c.id === 'passthrough-again');
+  const mean = (xs) => (xs.length && xs.every((x) => x !== null) ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+  const reference = {
+    rps: mean(refs.map((c) => c.rps)),
+    p50: mean(refs.map((c) => c.p50)),
+    p99: mean(refs.map((c) => c.p99)),
+    cpu: mean(refs.map((c) => c.cpuMsPerReq.worker)),
+  };
+  const drift = refs.length === 2 ? `last/first req/s ${ratio(refs[1].rps, refs[0].rps)}, CPU/req ${ratio(refs[1].cpuMsPerReq.worker, refs[0].cpuMsPerReq.worker)}` : 'n/a (one run)';
+
+  let criterion = null;
+  if (opts.criterion) {
+    log('running the criterion bench (cargo bench --bench routing); log: bench/out/criterion.log');
+    await run('cargo', ['bench', '--bench', 'routing'], { extraEnv: CRITERION_ENV, logFile: path.join(OUT, 'criterion.log') });
+    criterion = await criterionResults();
+  }
+
+  const r = {
+    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+    totalS: (Date.now() - t0) / 1000,
+    machine: info,
+    loadAfter: fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
+    command: `make bench${opts.runner !== 'direct' ? ` BENCH_RUNNER=${opts.runner}` : ''}   # = node bench/run.mjs; BENCH_DURATION=${opts.duration} BENCH_WARMUP=${opts.warmup} BENCH_CONNECTIONS=${opts.connections} BENCH_THREADS=${opts.threads}${opts.only.length ? ` BENCH_ONLY=${opts.only.join(',')}` : ''}`,
+    wrkCommand: `wrk -t${opts.threads} -c${opts.connections} -d${opts.duration}s --timeout 5s --latency -s bench/wrk-report.lua [-H 'Authorization: Bearer <JWT>'] URL`,
+    runner: opts.runner,
+    contestants: results,
+    reference,
+    drift,
+    startups,
+    wasm,
+    buildMs,
+    gatewayRoutes: routes.routes.length,
+    criterion,
+    crossings,
+    notes,
+  };
+  r.targets = targets(r);
+  const stamp = r.date.replace(/[:]/g, '-');
+  await fsp.writeFile(path.join(OUT, `results-${opts.runner}-${stamp}.json`), JSON.stringify(r, null, 2));
+  await fsp.writeFile(path.join(OUT, `results-${opts.runner}.json`), JSON.stringify(r, null, 2));
+  const suffix = opts.runner === 'direct' ? '' : `-${opts.runner}`;
+  const md = report(r).replace('](latency.png)', `](latency${suffix}.png)`);
+  await fsp.writeFile(path.join(BENCH, `results${suffix}.md`), md + '\n');
+  if (opts.chart) {
+    try {
+      await run(path.join(BENCH, '.venv/bin/python'), [path.join(BENCH, 'plot.py'), path.join(OUT, `results-${opts.runner}.json`), path.join(BENCH, `latency${suffix}.png`)]);
+    } catch (e) {
+      log(`no chart: ${e.message.split('\n')[0]} (make bench creates bench/.venv)`);
+    }
+  }
+  console.log(md);
+  log(`wrote bench/results${suffix}.md and bench/latency${suffix}.png in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(`bench: ${e.stack ?? e}`);
+    process.exit(1);
+  },
+);
