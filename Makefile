@@ -80,7 +80,7 @@ clean:
 # --- bench -----------------------------------------------------------------
 # The gateway against the platform floor (a pass-through Worker) and a Hono
 # gateway, side by side in one run; writes bench/results.md and bench/latency.png
-# (see bench/README.md). BENCH_RUNNER=cli serves the Workers with `wrangler dev`.
+# (options at the top of bench/run.mjs). BENCH_RUNNER=cli serves the Workers with `wrangler dev`.
 .PHONY: bench bench-tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
