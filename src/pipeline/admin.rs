@@ -28,17 +28,13 @@ pub(super) async fn endpoint<P: Ports, H: HeaderView + ?Sized>(
                         .with_header("allow", "GET, HEAD"),
                 );
             }
-            let body = serde_json::json!({
-                "status": "ok",
-                "routes": gw.routes.len(),
-                "version": VERSION,
-            });
-            let mut headers = HeaderEdits::default();
-            headers.set("cache-control", "no-store");
-            Ok(Reply::own(
+            Ok(json_reply(
                 200,
-                Body::Own(body.to_string(), "application/json"),
-                headers,
+                serde_json::json!({
+                    "status": "ok",
+                    "routes": gw.routes.len(),
+                    "version": VERSION,
+                }),
             ))
         }
         "/cache" => {
@@ -104,28 +100,20 @@ async fn purge<P: Ports, H: HeaderView + ?Sized>(
         .as_ref()
         .ok_or_else(|| Problem::new(Kind::BadRequest, "that route is not cached"))?;
     let subject = query_param(req.query, "subject");
-    let url = format!(
-        "{}://{}{}{}{}",
-        req.scheme,
-        req.host,
-        path,
-        if target_query.is_some() { "?" } else { "" },
-        target_query.as_deref().unwrap_or("")
-    );
-    let key = url::Url::parse(&url)
-        .ok()
-        .and_then(|u| policy.cache_key(&u, |name| req.headers.get(name), subject.as_deref()))
-        .ok_or_else(|| Problem::new(Kind::BadRequest, "that route is per user: give ?subject="))?;
+    let key = cache_key(
+        policy,
+        req,
+        &path,
+        target_query.as_deref(),
+        subject.as_deref(),
+    )
+    .ok_or_else(|| Problem::new(Kind::BadRequest, "that route is per user: give ?subject="))?;
     let purged = ports
         .cache_delete(&key)
         .await
         .map_err(|_| Problem::new(Kind::Unavailable, "the cache could not be reached"))?;
-    let body = serde_json::json!({ "purged": purged, "route": route.id, "path": path });
-    let mut headers = HeaderEdits::default();
-    headers.set("cache-control", "no-store");
-    Ok(Reply::own(
+    Ok(json_reply(
         200,
-        Body::Own(body.to_string(), "application/json"),
-        headers,
+        serde_json::json!({ "purged": purged, "route": route.id, "path": path }),
     ))
 }

@@ -266,6 +266,34 @@ pub fn problem_reply<R>(problem: Problem, request_id: &str) -> Reply<R> {
     )
 }
 
+/// The edge-cache key of a GET of `path?query` on the request's host, with the
+/// request's `vary` headers and, on routes with auth, the subject.
+fn cache_key<H: HeaderView + ?Sized>(
+    policy: &cache::CachePolicy,
+    req: &Incoming<'_, H>,
+    path: &str,
+    query: Option<&str>,
+    subject: Option<&str>,
+) -> Option<String> {
+    let url = match query {
+        Some(q) => format!("{}://{}{path}?{q}", req.scheme, req.host),
+        None => format!("{}://{}{path}", req.scheme, req.host),
+    };
+    let url = url::Url::parse(&url).ok()?;
+    policy.cache_key(&url, |name| req.headers.get(name), subject)
+}
+
+/// A JSON answer of the gateway's own, never stored by caches.
+fn json_reply<R>(status: u16, body: serde_json::Value) -> Reply<R> {
+    let mut headers = HeaderEdits::default();
+    headers.set("cache-control", "no-store");
+    Reply::own(
+        status,
+        Body::Own(body.to_string(), "application/json"),
+        headers,
+    )
+}
+
 /// A route for this host and path, whatever its method (for the CORS policy of errors).
 fn any_route_on<'g>(gw: &'g Gateway, host: &str, path: &str) -> Option<&'g RouteRt> {
     Method::ALL
@@ -435,17 +463,7 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
     let mut store_key = None;
     if let Some(policy) = &route.cache {
         if cache::is_lookup_method(method) {
-            let url = format!(
-                "{}://{}{}{}{}",
-                req.scheme,
-                req.host,
-                path,
-                if req.query.is_some() { "?" } else { "" },
-                req.query.unwrap_or("")
-            );
-            let key = url::Url::parse(&url)
-                .ok()
-                .and_then(|u| policy.cache_key(&u, |name| req.headers.get(name), subject));
+            let key = cache_key(policy, req, &path, req.query, subject);
             if let Some(key) = key {
                 match ports.cache_get(&key).await {
                     Ok(Some(hit)) => {
