@@ -2,6 +2,7 @@
 
 use crate::config::path::{parse_path, parse_rewrite, RewritePart};
 use crate::config::{self, Method, RateLimit, RoutesFile};
+use crate::http::headers::GATEWAY_OWNED_REQUEST;
 use crate::policy::auth::Provider;
 use crate::policy::cache::CachePolicy;
 use crate::policy::cors::CorsPolicy;
@@ -52,14 +53,18 @@ pub struct RouteRt {
 }
 
 impl RouteRt {
-    /// The upstream path: the rewrite template over the matched parameters, or the request path.
+    /// The upstream path: the rewrite template over the matched parameters, or the
+    /// request path (already free of dot segments). `None` when the filled template
+    /// has a dot segment, which the upstream URL parser would resolve: parameters
+    /// that are harmless alone can spell one when a template glues them together
+    /// (`/{a}{b}` with `%2` and `e%2e`).
     pub fn upstream_path<'a>(
         &self,
         request_path: &'a str,
         params: &[&str],
-    ) -> std::borrow::Cow<'a, str> {
+    ) -> Option<std::borrow::Cow<'a, str>> {
         match &self.rewrite {
-            None => std::borrow::Cow::Borrowed(request_path),
+            None => Some(std::borrow::Cow::Borrowed(request_path)),
             Some(parts) => {
                 let mut out = String::with_capacity(request_path.len() + 16);
                 for part in parts {
@@ -70,7 +75,8 @@ impl RouteRt {
                         }
                     }
                 }
-                std::borrow::Cow::Owned(out)
+                let dot = out.split('/').any(crate::http::path::is_dot_segment);
+                (!dot).then_some(std::borrow::Cow::Owned(out))
             }
         }
     }
@@ -83,9 +89,10 @@ pub struct Gateway {
     pub table: RouteTable,
     pub routes: Vec<RouteRt>,
     pub origins: Vec<OriginRt>,
-    /// Lower-cased request headers removed from every incoming request
-    /// (the `forward_claims` headers of every provider), so none can be forged.
-    pub identity_headers: Vec<String>,
+    /// Lower-cased request headers removed from every incoming request besides the
+    /// hop-by-hop ones: those the gateway sets itself and the `forward_claims`
+    /// headers of every provider, so none can be forged.
+    pub dropped_request_headers: Vec<String>,
     /// Token providers in `file.jwt` order; one that could not be built (its
     /// secret is missing, say) holds the reason and fails its routes with 503.
     pub providers: Vec<Result<Provider, String>>,
@@ -195,21 +202,25 @@ impl Gateway {
                 cors: CorsPolicy::for_route(file.cors.as_ref(), r),
             });
         }
-        let mut identity_headers: Vec<String> = file
-            .jwt
-            .values()
-            .flat_map(|p| p.forward_claims.values())
-            .map(|h| h.to_ascii_lowercase())
+        let mut dropped_request_headers: Vec<String> = GATEWAY_OWNED_REQUEST
+            .iter()
+            .map(|h| h.to_string())
+            .chain(
+                file.jwt
+                    .values()
+                    .flat_map(|p| p.forward_claims.values())
+                    .map(|h| h.to_ascii_lowercase()),
+            )
             .collect();
-        identity_headers.sort();
-        identity_headers.dedup();
+        dropped_request_headers.sort();
+        dropped_request_headers.dedup();
         let cors = file.cors.as_ref().map(|c| CorsPolicy::new(c, &Method::ALL));
         Ok(Gateway {
             file,
             table,
             routes,
             origins,
-            identity_headers,
+            dropped_request_headers,
             providers,
             cors,
             admin_token: secrets("GATEWAY_ADMIN_TOKEN").filter(|t| !t.is_empty()),
@@ -237,13 +248,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            gw.routes[0].upstream_path("/api/7/a/b", &["7", "a/b"]),
+            gw.routes[0]
+                .upstream_path("/api/7/a/b", &["7", "a/b"])
+                .unwrap(),
             "/v1/a/b/of/7"
         );
         assert_eq!(
-            gw.routes[1].upstream_path("/plain/%2F", &["%2F"]),
+            gw.routes[1].upstream_path("/plain/%2F", &["%2F"]).unwrap(),
             "/plain/%2F"
         );
         assert_eq!(gw.origins[0].regions[0].base, "http://h/base");
+    }
+
+    #[test]
+    fn a_rewrite_that_spells_a_dot_segment_is_refused() {
+        let gw = Gateway::from_json(
+            r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://h/base/"}]}},
+                "routes": [{"id": "a", "path": "/c/{a}/{b}", "origin": "o", "rewrite": "/p/{a}{b}"},
+                           {"id": "b", "path": "/d/{a}", "origin": "o", "rewrite": "/p/.{a}/x"}]}"#,
+            &|_| None,
+        )
+        .unwrap();
+        for (a, b) in [
+            ("%2", "e%2e"),
+            (".%2", "e"),
+            ("%2e", "."),
+            ("%2E%2", "E"),
+            (".", "."),
+        ] {
+            assert_eq!(gw.routes[0].upstream_path("/", &[a, b]), None, "{a} {b}");
+        }
+        assert_eq!(
+            gw.routes[0].upstream_path("/", &["a.", ".b"]).unwrap(),
+            "/p/a..b"
+        );
+        assert_eq!(gw.routes[1].upstream_path("/", &["."]), None);
+        assert_eq!(gw.routes[1].upstream_path("/", &["%2E"]), None);
+        assert_eq!(gw.routes[1].upstream_path("/", &["x"]).unwrap(), "/p/.x/x");
     }
 }

@@ -12,6 +12,8 @@ pub enum FetchError {
     Timeout,
     /// Connection refused, reset, DNS failure, TLS failure, ...
     Connect(String),
+    /// An answer the runtime parsed but cannot pass on: a status outside 200-599.
+    Invalid,
 }
 
 /// One upstream attempt.
@@ -49,6 +51,8 @@ pub trait Ports {
     fn status(&self, response: &Self::Response) -> u16;
     /// A header of a response.
     fn response_header(&self, response: &Self::Response, name: &str) -> Option<String>;
+    /// The header names of a response, lower-cased.
+    fn response_header_names(&self, response: &Self::Response) -> Vec<String>;
     /// Fetches a JWK Set.
     async fn fetch_jwks(&self, url: &str) -> Result<JwksDocument, String>;
     /// Reads a rate-limit counter from KV.

@@ -314,6 +314,14 @@ impl Ports for Fake {
         header_of(&response.headers, name)
     }
 
+    fn response_header_names(&self, response: &Resp) -> Vec<String> {
+        response
+            .headers
+            .iter()
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .collect()
+    }
+
     async fn fetch_jwks(&self, url: &str) -> Result<JwksDocument, String> {
         self.jwks_fetches.set(self.jwks_fetches.get() + 1);
         self.jwks_urls.borrow_mut().push(url.to_string());
@@ -369,6 +377,10 @@ struct Hdrs<'a>(&'a [(String, String)]);
 impl HeaderView for Hdrs<'_> {
     fn get(&self, name: &str) -> Option<String> {
         header_of(self.0, name)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.iter().map(|(n, _)| n.to_ascii_lowercase()).collect()
     }
 }
 
@@ -1122,6 +1134,11 @@ fn forward_claims_headers_are_stripped_from_every_request_on_every_route() {
         r.header("X-User-Id", "admin")
             .header("x-user-email", "root@evil.test")
             .header("X-TENANT", "other")
+            // Underscore spellings, which CGI-style servers read as the same header.
+            .header("x_user_id", "admin")
+            .header("X-User_Email", "root@evil.test")
+            .header("x_tenant", "other")
+            .header("x_forwarded_for", "6.6.6.6")
     };
     // Routes without auth, with another provider's auth, with the claims' provider.
     let token = user("alice");
@@ -1138,6 +1155,7 @@ fn forward_claims_headers_are_stripped_from_every_request_on_every_route() {
         let out = w.send(r);
         assert_eq!(out.status, 200, "{} {out:#?}", r.path);
         let sent = &w.ports.sent()[0];
+        assert_eq!(sent.h("x_forwarded_for"), None);
         match r.path.as_str() {
             "/api/me" => {
                 assert_eq!(sent.h("x-user-id").as_deref(), Some("alice"));
@@ -1146,6 +1164,8 @@ fn forward_claims_headers_are_stripped_from_every_request_on_every_route() {
                     Some("alice@example.test")
                 );
                 assert_eq!(sent.h("x-tenant"), None);
+                assert_eq!(sent.h("x_user_id"), None);
+                assert_eq!(sent.h("x-user_email"), None);
             }
             "/api/tenant" => {
                 assert_eq!(sent.h("x-tenant").as_deref(), Some("acme"));
@@ -1153,7 +1173,14 @@ fn forward_claims_headers_are_stripped_from_every_request_on_every_route() {
                 assert_eq!(sent.h("x-user-email"), None);
             }
             _ => {
-                for name in ["x-user-id", "x-user-email", "x-tenant"] {
+                for name in [
+                    "x-user-id",
+                    "x-user-email",
+                    "x-tenant",
+                    "x_user_id",
+                    "x-user_email",
+                    "x_tenant",
+                ] {
                     assert_eq!(sent.h(name), None, "{name} forged on {}", r.path);
                 }
             }
@@ -1426,6 +1453,26 @@ fn get_fails_over_in_wrap_around_order_each_region_once() {
         let out = w.send(&get("/api/items/3").country("DE"));
         assert_eq!(out.status, status);
         assert_eq!(w.ports.sent_urls().len(), 1);
+    }
+}
+
+#[test]
+fn a_status_no_response_can_carry_is_a_502_and_fails_over() {
+    // The runtime's parser lets `HTTP/1.1 999` or `HTTP/1.1 2x0` (status 2) through.
+    for bad in [2, 99, 600, 999] {
+        let w = world(config());
+        w.ports.on("http://", respond(bad, &[]));
+        let out = w.send(&get("/api/items/1"));
+        let v = assert_problem(&out, 502, "bad-gateway");
+        assert_eq!(v["detail"], "the origin sent an invalid response");
+        assert_eq!(w.ports.sent().len(), 3, "each region tried once");
+        let line = w.ports.last_record();
+        assert_eq!(line["attempts"][0]["error"], "invalid_response", "{line}");
+        // A POST is not retried.
+        w.ports.clear_sent();
+        let out = w.send(&req("POST", "/api/orders"));
+        assert_eq!(out.status, 502);
+        assert_eq!(w.ports.sent().len(), 1);
     }
 }
 

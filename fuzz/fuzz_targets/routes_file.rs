@@ -80,7 +80,9 @@ fuzz_target!(|data: &[u8]| {
             Match::MethodNotAllowed { allow } => assert!(!allow.is_empty()),
             Match::Found { route: j, params } => {
                 assert!(j < gw.routes.len());
-                let _ = gw.routes[j].upstream_path(&path, &params);
+                if let Some(up) = gw.routes[j].upstream_path(&path, &params) {
+                    assert!(!up.split('/').any(edge_gateway::http::path::is_dot_segment));
+                }
             }
         }
     }

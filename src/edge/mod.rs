@@ -90,6 +90,22 @@ impl HeaderView for JsHeaders<'_> {
     fn get(&self, name: &str) -> Option<String> {
         self.0.get(name).ok().flatten()
     }
+
+    fn names(&self) -> Vec<String> {
+        header_names(self.0)
+    }
+}
+
+/// The (lower-cased) names of a `Headers`, in four calls into JavaScript whatever
+/// their number: one string of names joined by newlines, which no name can contain.
+fn header_names(headers: &web_sys::Headers) -> Vec<String> {
+    let joined: String = worker::js_sys::Array::from(&headers.keys())
+        .join("\n")
+        .into();
+    if joined.is_empty() {
+        return Vec::new();
+    }
+    joined.split('\n').map(str::to_string).collect()
 }
 
 fn apply(headers: &web_sys::Headers, edits: &HeaderEdits) {
@@ -203,6 +219,10 @@ impl Ports for EdgePorts<'_> {
 
     fn response_header(&self, response: &web_sys::Response, name: &str) -> Option<String> {
         response.headers().get(name).ok().flatten()
+    }
+
+    fn response_header_names(&self, response: &web_sys::Response) -> Vec<String> {
+        header_names(&response.headers())
     }
 
     async fn fetch_jwks(&self, url: &str) -> Result<JwksDocument, String> {

@@ -29,13 +29,17 @@ pub const GATEWAY_OWNED_REQUEST: [&str; 8] = [
     "x-dev-continent",
 ];
 
-/// The lower-cased header names listed in a `Connection` header value.
-pub fn connection_tokens(value: &str) -> impl Iterator<Item = String> + '_ {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_ascii_lowercase)
+/// Whether two header names are the same name as any server could read them:
+/// ASCII case ignored, and `_` equal to `-`.
+pub fn same_name(a: &str, b: &str) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
 /// Whether a value may be put into a header: no CR, LF or NUL, and not overlong.
@@ -65,13 +69,30 @@ impl HeaderEdits {
         self.append.push((name, value.into()));
     }
 
-    /// Removes the hop-by-hop headers, including those named by `Connection`.
-    pub fn remove_hop_by_hop(&mut self, headers: &(impl HeaderView + ?Sized)) {
-        self.remove
-            .extend(HOP_BY_HOP.iter().map(|h| Cow::Borrowed(*h)));
-        if let Some(connection) = headers.get("connection") {
-            self.remove
-                .extend(connection_tokens(&connection).map(Cow::Owned));
+    /// Marks for removal each header present in `headers` that is hop-by-hop (or named
+    /// by `Connection`) or that `also` lists. Names are compared as
+    /// [`same_name`] does, so `x_user_id` goes wherever `x-user-id` goes: servers in
+    /// the CGI tradition read both as one variable (`HTTP_X_USER_ID`). Only present
+    /// headers are listed, so applying the edits touches nothing else.
+    pub fn remove_unwanted<S: AsRef<str>>(
+        &mut self,
+        headers: &(impl HeaderView + ?Sized),
+        also: &[S],
+    ) {
+        let connection = headers.get("connection");
+        let listed: Vec<&str> = connection.as_deref().map_or_else(Vec::new, |v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect()
+        });
+        for name in headers.names() {
+            let unwanted = HOP_BY_HOP.iter().any(|h| same_name(&name, h))
+                || listed.iter().any(|h| same_name(&name, h))
+                || also.iter().any(|h| same_name(&name, h.as_ref()));
+            if unwanted && !self.remove.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
+                self.remove.push(Cow::Owned(name));
+            }
         }
     }
 
@@ -103,16 +124,19 @@ mod tests {
 
     #[test]
     fn hop_by_hop_includes_connection_tokens() {
-        let incoming = [("Connection", "close, X-Secret-Hop"), ("x-secret-hop", "1")];
-        let mut edits = HeaderEdits::default();
-        edits.remove_hop_by_hop(&incoming);
-        assert!(edits.remove.iter().any(|h| h == "x-secret-hop"));
-        assert!(edits.remove.iter().any(|h| h == "transfer-encoding"));
-        let mut list = vec![
-            ("x-secret-hop".to_string(), "1".to_string()),
-            ("Keep-Alive".to_string(), "5".to_string()),
-            ("accept".to_string(), "*/*".to_string()),
+        let incoming = [
+            ("Connection", "close, X-Secret-Hop"),
+            ("x-secret-hop", "1"),
+            ("Keep-Alive", "5"),
+            ("accept", "*/*"),
         ];
+        let mut edits = HeaderEdits::default();
+        edits.remove_unwanted(&incoming, &[] as &[&str]);
+        assert_eq!(edits.remove, ["connection", "x-secret-hop", "keep-alive"]);
+        let mut list: Vec<(String, String)> = incoming
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
         edits.set("x-request-id", "r1");
         edits.apply_to(&mut list);
         assert_eq!(
@@ -122,6 +146,39 @@ mod tests {
                 ("x-request-id".to_string(), "r1".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn only_present_headers_are_removed() {
+        let mut edits = HeaderEdits::default();
+        edits.remove_unwanted(&[("accept", "*/*")], &["x-user-id", "x-forwarded-for"]);
+        assert!(edits.remove.is_empty());
+    }
+
+    #[test]
+    fn underscore_and_case_spellings_are_the_same_name() {
+        let incoming = [
+            ("X_User_Id", "forged"),
+            ("x-user_id", "forged"),
+            ("X_FORWARDED_FOR", "6.6.6.6"),
+            ("transfer_encoding", "chunked"),
+            ("x-user-idx", "kept"),
+            ("x-user", "kept"),
+        ];
+        let mut edits = HeaderEdits::default();
+        edits.remove_unwanted(&incoming, &["x-user-id", "x-forwarded-for"]);
+        assert_eq!(
+            edits.remove,
+            [
+                "x_user_id",
+                "x-user_id",
+                "x_forwarded_for",
+                "transfer_encoding"
+            ]
+        );
+        assert!(same_name("X_A-b", "x-a_B"));
+        assert!(!same_name("x-a", "x-ab"));
+        assert!(!same_name("x.a", "x-a"));
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod request_id;
 pub trait HeaderView {
     /// The value of a header (names are matched case-insensitively), if present.
     fn get(&self, name: &str) -> Option<String>;
+    /// The names of the headers present, lower-cased, in any order (a name may repeat).
+    fn names(&self) -> Vec<String>;
 }
 
 impl HeaderView for [(&str, &str)] {
@@ -21,10 +23,18 @@ impl HeaderView for [(&str, &str)] {
             .collect();
         (!values.is_empty()).then(|| values.join(", "))
     }
+
+    fn names(&self) -> Vec<String> {
+        self.iter().map(|(n, _)| n.to_ascii_lowercase()).collect()
+    }
 }
 
 impl<const N: usize> HeaderView for [(&str, &str); N] {
     fn get(&self, name: &str) -> Option<String> {
         HeaderView::get(self.as_slice(), name)
+    }
+
+    fn names(&self) -> Vec<String> {
+        HeaderView::names(self.as_slice())
     }
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::config::Method;
 use crate::gateway::{Gateway, RouteRt, VERSION};
-use crate::http::headers::{HeaderEdits, GATEWAY_OWNED_REQUEST};
+use crate::http::headers::HeaderEdits;
 use crate::http::path::{normalize, PathError};
 use crate::http::problem::{Kind, Problem, CONTENT_TYPE};
 use crate::http::{request_id, HeaderView};

@@ -28,6 +28,19 @@ fn traceparent<P: Ports, H: HeaderView + ?Sized>(ports: &P, req: &Incoming<'_, H
     format!("00-{trace}-{}-01", &span[..16])
 }
 
+/// An origin response's headers, read through the ports.
+struct ResponseHeaders<'a, P: Ports>(&'a P, &'a P::Response);
+
+impl<P: Ports> HeaderView for ResponseHeaders<'_, P> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.response_header(self.1, name)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.response_header_names(self.1)
+    }
+}
+
 /// The header changes for the upstream request.
 fn upstream_headers<P: Ports, H: HeaderView + ?Sized>(
     call: &Call<'_, '_, P, H>,
@@ -37,13 +50,7 @@ fn upstream_headers<P: Ports, H: HeaderView + ?Sized>(
 ) -> HeaderEdits {
     let Call { gw, ports, req, .. } = *call;
     let mut edits = HeaderEdits::default();
-    edits.remove_hop_by_hop(req.headers);
-    edits
-        .remove
-        .extend(GATEWAY_OWNED_REQUEST.iter().map(|h| Cow::Borrowed(*h)));
-    edits
-        .remove
-        .extend(gw.identity_headers.iter().map(|h| Cow::Owned(h.clone())));
+    edits.remove_unwanted(req.headers, &gw.dropped_request_headers);
     if let Some(ip) = req.client_ip {
         edits.set("x-forwarded-for", ip);
     }
@@ -90,7 +97,12 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
     } = *call;
     let origin_index = route.origin;
     let origin = &gw.origins[origin_index];
-    let upstream_path = route.upstream_path(path, params);
+    let Some(upstream_path) = route.upstream_path(path, params) else {
+        return Err(Problem::new(
+            Kind::BadRequest,
+            "this path cannot be forwarded: its rewrite would contain a dot segment",
+        ));
+    };
     let headers = upstream_headers(call, route, verified, &ctx.rid);
     let may_retry = is_retryable_method(method) && !req.has_body;
     let mut order = origin
@@ -128,11 +140,18 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
                 timeout_ms: route.timeout_ms,
             })
             .await;
+        let result = match result {
+            // The runtime lets statuses like 2 or 999 through from a lenient parse,
+            // but no response can be built with them.
+            Ok(r) if !(200..=599).contains(&ports.status(&r)) => Err(FetchError::Invalid),
+            other => other,
+        };
         let done = ports.now_ms();
         let (status, error) = match &result {
             Ok(r) => (Some(ports.status(r)), None),
             Err(FetchError::Timeout) => (None, Some("timeout")),
             Err(FetchError::Connect(_)) => (None, Some("connect")),
+            Err(FetchError::Invalid) => (None, Some("invalid_response")),
         };
         let failed = status.is_none_or(is_retryable_status);
         let transition =
@@ -166,10 +185,10 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
         .with_header("retry-after", "5")),
         Some(Ok(response)) => {
             let mut edits = HeaderEdits::default();
-            let connection = ports.response_header(&response, "connection");
-            edits.remove_hop_by_hop(&[("connection", connection.as_deref().unwrap_or(""))]);
-            edits.remove(cache::STORED_AT);
-            edits.remove(ORIGIN_CACHE_CONTROL);
+            edits.remove_unwanted(
+                &ResponseHeaders(ports, &response),
+                &[cache::STORED_AT, ORIGIN_CACHE_CONTROL],
+            );
             Ok(Reply::own(
                 ports.status(&response),
                 Body::Upstream(response),
@@ -183,6 +202,10 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
         Some(Err(FetchError::Connect(_))) => Err(Problem::new(
             Kind::BadGateway,
             "the origin could not be reached",
+        )),
+        Some(Err(FetchError::Invalid)) => Err(Problem::new(
+            Kind::BadGateway,
+            "the origin sent an invalid response",
         )),
     }
 }
