@@ -30,7 +30,9 @@ export function patternAt(offset, n) {
   return buf;
 }
 
-export function startOrigin({ name, port = 0, host = '127.0.0.1' } = {}) {
+// `maxHeaderSize` (bytes) raises node's 16 KB limit on a request head, for tests of long
+// request lines and headers.
+export function startOrigin({ name, port = 0, host = '127.0.0.1', maxHeaderSize } = {}) {
   const state = { name, hits: 0, paths: [], requests: [] };
   state.count = (suffix = '') => state.requests.filter((r) => r.path.endsWith(suffix)).length;
   state.reset = () => {
@@ -38,7 +40,7 @@ export function startOrigin({ name, port = 0, host = '127.0.0.1' } = {}) {
     state.paths.length = 0;
     state.requests.length = 0;
   };
-  const server = http.createServer((req, res) => {
+  const server = http.createServer(maxHeaderSize ? { maxHeaderSize } : {}, (req, res) => {
     try {
       handle(req, res);
     } catch (e) {
