@@ -18,7 +18,10 @@ export ESBUILD_BIN := $(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild
 
 help:
 	@echo "make dev    build, start demo origins and the gateway under wrangler dev"
-	@echo "make test   run every test level (native, wasm, end to end)"
+	@echo "make test   run every test level (native, wasm, end to end, fuzz smoke)"
+	@echo "make fuzz   run each fuzz target for FUZZ_SECONDS (300)"
+	@echo "make soak   60 s of steady load on the full chain, checks statuses and memory"
+	@echo "make bench  benchmarks against a pass-through Worker and a Hono gateway"
 	@echo "make build  build the Worker into build/ (honours GATEWAY_ROUTES)"
 
 # --- tools -----------------------------------------------------------------
@@ -55,7 +58,7 @@ dev: tools
 	node scripts/dev.mjs
 
 # --- test ------------------------------------------------------------------
-test: tools lint test-native test-wasm test-e2e
+test: tools lint test-native test-wasm test-e2e fuzz-smoke
 
 # Formatting, clippy (native and wasm32), every routes file, the CI workflow.
 lint: tools
@@ -136,3 +139,12 @@ fuzz-smoke: fuzz-tools
 
 fuzz: fuzz-tools
 	$(call fuzz_each,$(FUZZ_SECONDS))
+
+# Steady load on the full chain (token, rate limit, cache, origin) for SOAK_SECONDS
+# (60) after a SOAK_WARMUP_S (20) warm-up at SOAK_CONCURRENCY (16) clients; fails on
+# any unexpected status or request error, or when what is alive in the Worker's
+# isolate after a full GC (heap snapshots over the DevTools inspector, wasm memory
+# included) grew more than 10 % from after the warm-up. workerd's RSS is reported.
+.PHONY: soak
+soak: tools
+	node --experimental-websocket scripts/soak.mjs
