@@ -13,6 +13,8 @@ WORKER_BUILD_VERSION := $(shell awk '/^name = "worker"$$/{getline; gsub(/"/,"",$
 export WASM_BINDGEN_BIN := $(CARGO_BIN)/wasm-bindgen
 export WASM_OPT_BIN := $(CURDIR)/node_modules/binaryen/bin/wasm-opt
 export ESBUILD_BIN := $(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild
+# The wasm features worker-build enables for wasm-opt (workerd supports them).
+WASM_FEATURES := $(addprefix --enable-,mutable-globals sign-ext nontrapping-float-to-int bulk-memory multivalue reference-types exception-handling)
 
 .PHONY: help tools build dev test lint test-native test-wasm test-e2e check schema clean
 
@@ -46,6 +48,7 @@ $(CARGO_BIN)/.worker-build-$(WORKER_BUILD_VERSION):
 BUILD_DIR ?= build
 build: tools
 	worker-build --release --out-dir $(BUILD_DIR)
+	$(WASM_OPT_BIN) $(BUILD_DIR)/index_bg.wasm -o $(BUILD_DIR)/index_bg.wasm --strip-debug --strip-producers $(WASM_FEATURES)
 
 check:
 	cargo run --quiet --bin gateway -- check $${GATEWAY_ROUTES:-routes.json}
