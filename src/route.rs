@@ -39,22 +39,21 @@ struct Slot {
 struct Table {
     router: matchit::Router<usize>,
     slots: Vec<Slot>,
-    /// The canonical path of each slot, to merge routes that share a path.
-    paths: Vec<String>,
+    /// Canonical path -> its slot, to merge routes that share a path.
+    paths: HashMap<String, usize>,
 }
 
 impl Table {
     fn insert(&mut self, canonical: &str, route: usize, methods: &[Method]) -> Result<(), String> {
-        let existing = self.paths.iter().position(|p| p == canonical);
-        let slot = match existing {
-            Some(slot) => slot,
+        let slot = match self.paths.get(canonical) {
+            Some(&slot) => slot,
             None => {
                 let index = self.slots.len();
                 self.router
                     .insert(canonical, index)
                     .map_err(|e| e.to_string())?;
                 self.slots.push(Slot::default());
-                self.paths.push(canonical.to_string());
+                self.paths.insert(canonical.to_string(), index);
                 index
             }
         };

@@ -95,7 +95,7 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
     let jwt: BTreeMap<String, JwtProvider> = section_map(&top, "jwt", "jwt", false, &mut problems);
     let cors: Option<Cors> = top
         .get("cors")
-        .and_then(|v| parse_part(v.clone(), "cors", &mut problems));
+        .and_then(|v| parse_part(v, "cors", &mut problems));
 
     let mut routes = Vec::new();
     let mut routes_ok = true;
@@ -107,7 +107,7 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
                     Some(id) => format!("route \"{id}\""),
                     None => format!("route #{}", i + 1),
                 };
-                match parse_part::<Route>(item.clone(), &subject, &mut problems) {
+                match parse_part::<Route>(item, &subject, &mut problems) {
                     Some(r) => routes.push(r),
                     None => routes_ok = false,
                 }
@@ -145,7 +145,7 @@ fn section_map<T: DeserializeOwned>(
         Some(Value::Object(entries)) => {
             for (name, v) in entries {
                 let subject = format!("{kind} \"{name}\"");
-                if let Some(parsed) = parse_part(v.clone(), &subject, problems) {
+                if let Some(parsed) = parse_part(v, &subject, problems) {
                     out.insert(name.clone(), parsed);
                 }
             }
@@ -155,8 +155,9 @@ fn section_map<T: DeserializeOwned>(
     out
 }
 
-fn parse_part<T: DeserializeOwned>(v: Value, subject: &str, problems: &mut Problems) -> Option<T> {
-    match serde_json::from_value(v) {
+/// Deserializes one part of the file from the parsed tree, without copying it.
+fn parse_part<T: DeserializeOwned>(v: &Value, subject: &str, problems: &mut Problems) -> Option<T> {
+    match T::deserialize(v) {
         Ok(t) => Some(t),
         Err(e) => {
             problems.add(subject, e.to_string());
