@@ -12,6 +12,20 @@ import path from 'node:path';
 const PRELUDE = `// Counts calls of the wasm module's imports (bench/crossings.mjs).
 globalThis.__benchCrossings = new Map();
 globalThis.__benchBodies = new Map();
+// What the glue does inside those calls: strings decoded from wasm memory
+// (TextDecoder.decode), strings encoded into it, closures registered for cleanup.
+const countCall = (object, method, key) => {
+  const original = object[method];
+  object[method] = function (...args) {
+    globalThis.__benchCrossings.set(key, (globalThis.__benchCrossings.get(key) ?? 0) + 1);
+    return original.apply(this, args);
+  };
+  globalThis.__benchBodies.set(key, 'called by the glue, not an import');
+};
+countCall(TextDecoder.prototype, 'decode', '(glue) TextDecoder.decode');
+countCall(TextEncoder.prototype, 'encode', '(glue) TextEncoder.encode');
+countCall(TextEncoder.prototype, 'encodeInto', '(glue) TextEncoder.encodeInto');
+countCall(FinalizationRegistry.prototype, 'register', '(glue) FinalizationRegistry.register');
 const Original = WebAssembly.Instance;
 WebAssembly.Instance = function (module, imports) {
   for (const ns of Object.values(imports ?? {})) {
@@ -87,12 +101,13 @@ export async function countCrossings(baseUrl, contestants, n = 200) {
     // Let background work (KV flushes in waitUntil, cache puts) run and be counted too.
     await new Promise((r) => setTimeout(r, 1200));
     const { counts, bodies } = await read();
-    const entries = Object.entries(counts).map(([name, count]) => [label(name, bodies[name] ?? ''), count / n, bodies[name] ?? '']);
+    const entries = Object.entries(counts).map(([name, count]) => [name.startsWith('(glue)') ? name : label(name, bodies[name] ?? ''), count / n, bodies[name] ?? '']);
     entries.sort((a, b) => b[1] - a[1]);
     out.push({
       id: c.id,
       label: c.label,
-      perRequest: entries.reduce((s, [, x]) => s + x, 0),
+      perRequest: entries.filter(([name]) => !name.startsWith('(glue)')).reduce((s, [, x]) => s + x, 0),
+      glue: Object.fromEntries(entries.filter(([name]) => name.startsWith('(glue)')).map(([name, x]) => [name.slice(7), x])),
       statuses: Object.fromEntries(statuses),
       top: entries,
     });

@@ -20,7 +20,7 @@
 // record `perf` profiles of the Worker's workerd into bench/out/perf-*.txt; the
 // profiler's overhead then inflates the CPU figures a little), BENCH_CROSSINGS=0
 // (skip counting the gateway's wasm -> JS calls per request).
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -221,7 +221,10 @@ function signJwt(alg, key, kid) {
   let signature;
   if (alg === 'HS256') signature = crypto.createHmac('sha256', key).update(input).digest();
   else if (alg === 'ES256') signature = crypto.sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
+  else if (alg === 'ES384') signature = crypto.sign('sha384', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
   else if (alg === 'RS256') signature = crypto.sign('sha256', Buffer.from(input), key);
+  else if (alg === 'PS256') signature = crypto.sign('sha256', Buffer.from(input), { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
+  else if (alg === 'EdDSA') signature = crypto.sign(null, Buffer.from(input), key);
   else throw new Error(alg);
   return `${input}.${b64url(signature)}`;
 }
@@ -233,26 +236,44 @@ async function loadKeys() {
   try {
     keys = JSON.parse(await fsp.readFile(file, 'utf8'));
   } catch {
-    const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    const rsa = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-    keys = {
-      hmacSecret: crypto.randomBytes(32).toString('base64url'),
-      ecPrivatePem: ec.privateKey.export({ type: 'pkcs8', format: 'pem' }),
-      rsaPrivatePem: rsa.privateKey.export({ type: 'pkcs8', format: 'pem' }),
-    };
-    await fsp.writeFile(file, JSON.stringify(keys, null, 2) + '\n', { mode: 0o600 });
+    keys = {};
   }
+  // Keys added to the bench later are generated into an existing file too.
+  const pem = (pair) => pair.privateKey.export({ type: 'pkcs8', format: 'pem' });
+  const wanted = {
+    hmacSecret: () => crypto.randomBytes(32).toString('base64url'),
+    ecPrivatePem: () => pem(crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' })),
+    ec384PrivatePem: () => pem(crypto.generateKeyPairSync('ec', { namedCurve: 'secp384r1' })),
+    rsaPrivatePem: () => pem(crypto.generateKeyPairSync('rsa', { modulusLength: 2048 })),
+    edPrivatePem: () => pem(crypto.generateKeyPairSync('ed25519')),
+  };
+  let added = false;
+  for (const [name, make] of Object.entries(wanted)) {
+    if (!keys[name]) {
+      keys[name] = make();
+      added = true;
+    }
+  }
+  if (added) await fsp.writeFile(file, JSON.stringify(keys, null, 2) + '\n', { mode: 0o600 });
   const ecPrivate = crypto.createPrivateKey(keys.ecPrivatePem);
+  const ec384Private = crypto.createPrivateKey(keys.ec384PrivatePem);
   const rsaPrivate = crypto.createPrivateKey(keys.rsaPrivatePem);
+  const edPrivate = crypto.createPrivateKey(keys.edPrivatePem);
   const jwk = (priv, extra) => ({ ...crypto.createPublicKey(priv).export({ format: 'jwk' }), use: 'sig', ...extra });
   return {
     hmacSecret: keys.hmacSecret,
     ecJwk: jwk(ecPrivate, { kid: 'bench-es', alg: 'ES256' }),
+    ec384Jwk: jwk(ec384Private, { kid: 'bench-es384', alg: 'ES384' }),
     rsaJwk: jwk(rsaPrivate, { kid: 'bench-rs', alg: 'RS256' }),
+    psJwk: jwk(rsaPrivate, { kid: 'bench-ps', alg: 'PS256' }),
+    edJwk: jwk(edPrivate, { kid: 'bench-ed', alg: 'EdDSA' }),
     tokens: {
       HS256: signJwt('HS256', keys.hmacSecret),
       ES256: signJwt('ES256', ecPrivate, 'bench-es'),
+      ES384: signJwt('ES384', ec384Private, 'bench-es384'),
       RS256: signJwt('RS256', rsaPrivate, 'bench-rs'),
+      PS256: signJwt('PS256', rsaPrivate, 'bench-ps'),
+      EdDSA: signJwt('EdDSA', edPrivate, 'bench-ed'),
     },
   };
 }
@@ -275,12 +296,18 @@ function gatewayRoutes(originUrl, keys) {
       'bench-hs256': { issuer: ISSUER, audiences: [AUDIENCE], secret_var: 'BENCH_JWT_SECRET', algorithms: ['HS256'] },
       'bench-es256': { issuer: ISSUER, audiences: [AUDIENCE], keys: { keys: [keys.ecJwk] }, algorithms: ['ES256'] },
       'bench-rs256': { issuer: ISSUER, audiences: [AUDIENCE], keys: { keys: [keys.rsaJwk] }, algorithms: ['RS256'] },
+      'bench-es384': { issuer: ISSUER, audiences: [AUDIENCE], keys: { keys: [keys.ec384Jwk] }, algorithms: ['ES384'] },
+      'bench-ps256': { issuer: ISSUER, audiences: [AUDIENCE], keys: { keys: [keys.psJwk] }, algorithms: ['PS256'] },
+      'bench-eddsa': { issuer: ISSUER, audiences: [AUDIENCE], keys: { keys: [keys.edJwk] }, algorithms: ['EdDSA'] },
     },
     routes: [
       route('route'),
       route('hs256', { auth: { jwt: 'bench-hs256' } }),
       route('es256', { auth: { jwt: 'bench-es256' } }),
       route('rs256', { auth: { jwt: 'bench-rs256' } }),
+      route('es384', { auth: { jwt: 'bench-es384' } }),
+      route('ps256', { auth: { jwt: 'bench-ps256' } }),
+      route('eddsa', { auth: { jwt: 'bench-eddsa' } }),
       route('ratelimit', { rate_limit: HIGH_LIMIT }),
       route('cache', { cache: { ttl_s: 3600 } }),
       route('full', { auth: { jwt: 'bench-hs256' }, rate_limit: HIGH_LIMIT }),
@@ -532,11 +559,8 @@ function machine() {
   const model = (cpuinfo.match(/^model name\s*:\s*(.*)$/m) ?? [])[1] ?? 'unknown';
   const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   const version = (cmd, args) => {
-    try {
-      return execFileSync(cmd, args).toString().trim().split('\n')[0];
-    } catch {
-      return 'n/a';
-    }
+    const out = spawnSync(cmd, args, { encoding: 'utf8' });
+    return `${out.stdout ?? ''}${out.stderr ?? ''}`.trim().split('\n')[0] || 'n/a';
   };
   return {
     nproc: Number(execFileSync('nproc').toString().trim()),
@@ -563,6 +587,8 @@ function report(r) {
   L.push('');
   L.push('**Read the ratios, not the absolute numbers.** Everything (load generator, origin, workerd, wrangler) shares the same');
   L.push('CPUs, which other jobs were also using; only ratios to the pass-through Worker measured in the same run are comparable.');
+  L.push('CPU time per request is the steadiest figure (it does not depend on how much CPU the other jobs left); throughput and');
+  L.push('latency move with the machine\'s load, see the drift between the two pass-through runs.');
   L.push('');
   L.push('## How it was run');
   L.push('');
@@ -659,11 +685,11 @@ function report(r) {
     L.push('');
     L.push('Exact counts of calls into the wasm-bindgen imports, from an instrumented copy of the build (`bench/crossings.mjs`), 200 requests per route, background work (`waitUntil`) included. Each call also copies its string arguments across (UTF-8 <-> UTF-16).');
     L.push('');
-    L.push('| route | calls/request | most frequent (calls/request) |');
-    L.push('|---|---:|---|');
+    L.push('| route | calls/request | strings decoded from wasm (TextDecoder.decode) | closures registered (FinalizationRegistry) | most frequent calls (per request) |');
+    L.push('|---|---:|---:|---:|---|');
     for (const c of r.crossings) {
-      const top = c.top.slice(0, 8).map(([name, x]) => `${name.replace(/^__wbg_/, '')} ${x.toFixed(1)}`).join(', ');
-      L.push(`| ${c.label} | ${c.perRequest.toFixed(1)} | ${top} |`);
+      const top = c.top.filter(([name]) => !name.startsWith('(glue)')).slice(0, 6).map(([name, x]) => `${name.replace(/^__wbg_/, '')} ${x.toFixed(1)}`).join(', ');
+      L.push(`| ${c.label} | ${c.perRequest.toFixed(1)} | ${f(c.glue?.['TextDecoder.decode'] ?? 0, 1)} | ${f(c.glue?.['FinalizationRegistry.register'] ?? 0, 1)} | ${top} |`);
     }
     L.push('');
     const full = r.crossings.find((c) => c.id === 'gateway-full') ?? r.crossings[0];
@@ -674,6 +700,28 @@ function report(r) {
     for (const [name, x, body] of full.top) L.push(`| ${name} | ${x.toFixed(2)} | \`${body.replace(/\|/g, '\\|').replace(/`/g, "'")}\` |`);
     L.push('');
     L.push('</details>');
+    L.push('');
+  }
+  const routing = r.contestants.find((c) => c.id === 'gateway-route');
+  const verifiers = r.contestants.filter((c) => /^gateway-(hs|es|rs|ps|eddsa)/.test(c.id));
+  if (routing && verifiers.length) {
+    L.push('## Token verification: CPU per request by algorithm family (wasm, in workerd)');
+    L.push('');
+    L.push('The Worker\'s CPU per request on a route with the token check, minus the same on the routing-only route, in the same run: what one');
+    L.push('verification costs (decode, signature, claims) with the key already parsed and cached. The inline keys are parsed once per isolate.');
+    L.push('');
+    L.push('| algorithm | family | key | Worker CPU ms/req | Δ over routing only, ms |');
+    L.push('|---|---|---|---:|---:|');
+    const family = { hs256: ['HMAC', '256-bit secret'], es256: ['ECDSA', 'P-256'], es384: ['ECDSA', 'P-384'], rs256: ['RSA PKCS#1 v1.5', 'RSA 2048'], ps256: ['RSA PSS', 'RSA 2048'], eddsa: ['EdDSA', 'Ed25519'] };
+    for (const c of verifiers) {
+      const alg = c.id.slice('gateway-'.length);
+      const [fam, key] = family[alg] ?? ['', ''];
+      L.push(`| ${alg === 'eddsa' ? 'EdDSA' : alg.toUpperCase()} | ${fam} | ${key} | ${f(c.cpuMsPerReq.worker, 3)} | ${f(c.cpuMsPerReq.worker - routing.cpuMsPerReq.worker, 3)} |`);
+    }
+    L.push('');
+  }
+  if (r.history) {
+    L.push(r.history.trim());
     L.push('');
   }
   L.push('## Against the targets (reported, not asserted)');
@@ -823,6 +871,10 @@ async function main() {
         { id: 'gateway-hs256', group: '4b', label: 'gateway: + JWT HS256', what: 'routing + JWT HS256 verification (`secret_var`), then forward.', path: '/bench/hs256/42', headers: bearer('HS256'), prepare: async (url, h) => { await expectStatus(url, {}, 401, 'HS256 route without a token'); await expectStatus(url, h, 200, 'HS256 route'); } },
         { id: 'gateway-es256', group: '4c', label: 'gateway: + JWT ES256', what: 'routing + JWT ES256 (P-256, inline JWK), then forward.', path: '/bench/es256/42', headers: bearer('ES256'), prepare: async (url, h) => { await expectStatus(url, {}, 401, 'ES256 route without a token'); await expectStatus(url, h, 200, 'ES256 route'); } },
         { id: 'gateway-rs256', group: '4d', label: 'gateway: + JWT RS256', what: 'routing + JWT RS256 (RSA 2048, inline JWK), then forward.', path: '/bench/rs256/42', headers: bearer('RS256'), prepare: async (url, h) => { await expectStatus(url, {}, 401, 'RS256 route without a token'); await expectStatus(url, h, 200, 'RS256 route'); } },
+        ...[['ES384', '4d2', 'P-384, inline JWK; the gateway\'s own p384 verifier'], ['PS256', '4d3', 'RSA 2048 PSS, inline JWK'], ['EdDSA', '4d4', 'Ed25519, inline JWK']].map(([alg, group, key]) => ({
+          id: `gateway-${alg.toLowerCase()}`, group, label: `gateway: + JWT ${alg}`, what: `routing + JWT ${alg} (${key}), then forward.`, path: `/bench/${alg.toLowerCase()}/42`, headers: bearer(alg),
+          prepare: async (url, h) => { await expectStatus(url, {}, 401, `${alg} route without a token`); await expectStatus(url, h, 200, `${alg} route`); },
+        })),
         { id: 'gateway-ratelimit', group: '4e', label: 'gateway: + rate limit', what: 'routing + rate limit (100,000,000 per 60 s, key `route`; counters in the isolate, KV read/written at most once a second in waitUntil), then forward.', path: '/bench/ratelimit/42', prepare: async (url, h) => { const res = await expectStatus(url, h, 200, 'rate-limited route'); if (!res.headers.get('ratelimit-remaining') && !res.headers.get('x-ratelimit-remaining') && !res.headers.get('ratelimit')) notes.push(`the rate-limit route answered without a rate-limit header (headers: ${[...res.headers.keys()].join(', ')})`); } },
         {
           id: 'gateway-cache', group: '4f', label: 'gateway: cache hit', what: 'routing + edge cache lookup that hits (same URL every time; `cache.ttl_s` 3600); no origin request.', path: '/bench/cache/42',
@@ -909,9 +961,11 @@ async function main() {
   const r = {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     totalS: (Date.now() - t0) / 1000,
+    // Findings and their before/after figures, kept by hand in bench/history.md.
+    history: fs.existsSync(path.join(BENCH, 'history.md')) ? fs.readFileSync(path.join(BENCH, 'history.md'), 'utf8') : null,
     machine: info,
     loadAfter: fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
-    command: `make bench${opts.runner !== 'direct' ? ` BENCH_RUNNER=${opts.runner}` : ''}   # = node bench/run.mjs; BENCH_DURATION=${opts.duration} BENCH_WARMUP=${opts.warmup} BENCH_CONNECTIONS=${opts.connections} BENCH_THREADS=${opts.threads}${opts.only.length ? ` BENCH_ONLY=${opts.only.join(',')}` : ''}`,
+    command: `BENCH_RUNNER=${opts.runner} BENCH_DURATION=${opts.duration} BENCH_WARMUP=${opts.warmup} BENCH_CONNECTIONS=${opts.connections} BENCH_THREADS=${opts.threads}${opts.only.length ? ` BENCH_ONLY=${opts.only.join(',')}` : ''}${opts.perf ? ' BENCH_PERF=1' : ''} make bench   # make bench = make tools bench-tools && node bench/run.mjs`,
     wrkCommand: `wrk -t${opts.threads} -c${opts.connections} -d${opts.duration}s --timeout 5s --latency -s bench/wrk-report.lua [-H 'Authorization: Bearer <JWT>'] URL`,
     runner: opts.runner,
     contestants: results,
