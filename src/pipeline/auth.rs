@@ -90,7 +90,16 @@ pub(super) async fn authenticate<P: Ports, H: HeaderView + ?Sized>(
     }
     let result = {
         let cached = cache.borrow();
-        verify_token(provider, &token, cached.keys(), now_s, scopes)
+        verify_token_seen(
+            provider,
+            provider_index,
+            &token,
+            cached.keys(),
+            cached.generation(),
+            now_s,
+            scopes,
+            &mut state.seen.borrow_mut(),
+        )
     };
     result.map_err(|e| fail(e, ctx))
 }

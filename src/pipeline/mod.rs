@@ -23,7 +23,8 @@ use crate::http::path::{normalize, PathError};
 use crate::http::problem::{Kind, Problem, CONTENT_TYPE};
 use crate::http::{request_id, HeaderView};
 use crate::policy::auth::jwks::{max_age, JwksCache, Plan};
-use crate::policy::auth::{parse_jwks, verify_token, AuthError, Token, Verified};
+use crate::policy::auth::seen::SeenSignatures;
+use crate::policy::auth::{parse_jwks, verify_token_seen, AuthError, Token, Verified};
 use crate::policy::cache::{self, XCache};
 use crate::policy::cors::{self, CorsPolicy};
 use crate::policy::ratelimit::{Decision, KeyKind, Limiter, Step, WAIT_POLL_MS};
@@ -61,6 +62,8 @@ pub struct IsolateState {
     pub limiter: RefCell<Limiter>,
     /// One JWKS cache per provider, in `Gateway::providers` order.
     pub jwks: Vec<RefCell<JwksCache>>,
+    /// Token signatures already verified, so a token is not verified on every request.
+    pub seen: RefCell<SeenSignatures>,
 }
 
 impl IsolateState {
@@ -74,6 +77,7 @@ impl IsolateState {
                 .iter()
                 .map(|_| RefCell::new(JwksCache::new()))
                 .collect(),
+            seen: RefCell::new(SeenSignatures::new()),
         }
     }
 }

@@ -62,6 +62,8 @@ pub struct JwksCache {
     last_attempt_ms: Option<u64>,
     last_failure: Option<(u64, String)>,
     in_flight_since_ms: Option<u64>,
+    /// Moves on each time the keys are replaced (see [`JwksCache::generation`]).
+    generation: u64,
 }
 
 impl JwksCache {
@@ -128,11 +130,17 @@ impl JwksCache {
         match result {
             Ok(keys) => {
                 self.keys = Some(keys);
+                self.generation += 1;
                 self.expires_at_ms = now_ms.saturating_add(lifetime_s(max_age_s) * 1000);
                 self.last_failure = None;
             }
             Err(error) => self.last_failure = Some((now_ms, error)),
         }
+    }
+
+    /// Counts the successful fetches: which key set verified a remembered signature.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The last good keys, possibly expired; `None` before the first successful fetch.

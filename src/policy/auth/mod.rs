@@ -41,6 +41,7 @@
 mod es384;
 pub mod jwks;
 mod keys;
+pub mod seen;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 
@@ -55,6 +56,7 @@ pub use keys::{parse_jwks, KeySet, MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_RSA_BITS, 
 
 use crate::config::types::{Algorithm, JwtProvider};
 use keys::{AlgSet, HmacKeys};
+use seen::SeenSignatures;
 
 /// Longest token accepted, in bytes; longer ones are malformed without being decoded.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -493,7 +495,43 @@ pub fn verify_token(
         return Err(AuthError::Invalid(DISALLOWED_ALG));
     }
     provider.check_signature(token, fetched)?;
+    check_claims(provider, token, now_s, scopes)
+}
 
+/// [`verify_token`], skipping the signature check for a token whose signature was
+/// already verified for this provider (`provider_index`) with the key set of this
+/// `generation` (see [`seen`]); the claims are checked every time. A signature that
+/// verifies is remembered in `seen`.
+#[allow(clippy::too_many_arguments)]
+pub fn verify_token_seen(
+    provider: &Provider,
+    provider_index: usize,
+    token: &Token<'_>,
+    fetched: Option<&KeySet>,
+    generation: u64,
+    now_s: u64,
+    scopes: &[String],
+    seen: &mut SeenSignatures,
+) -> Result<Verified, AuthError> {
+    if !provider.algorithms.contains(token.alg) {
+        return Err(AuthError::Invalid(DISALLOWED_ALG));
+    }
+    let id = SeenSignatures::id(provider_index, token);
+    if !seen.contains(&id, generation) {
+        provider.check_signature(token, fetched)?;
+        seen.insert(id, generation);
+    }
+    check_claims(provider, token, now_s, scopes)
+}
+
+/// The claims of a token whose signature checks out: `exp` (required) and `nbf` with
+/// leeway, `iss`, `aud`, scopes.
+fn check_claims(
+    provider: &Provider,
+    token: &Token<'_>,
+    now_s: u64,
+    scopes: &[String],
+) -> Result<Verified, AuthError> {
     let mut claims: Map<String, Value> =
         serde_json::from_slice(&token.claims).map_err(|_| AuthError::Invalid(BAD_CLAIMS))?;
     let now = now_s as f64;

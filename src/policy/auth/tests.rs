@@ -1197,3 +1197,123 @@ fn mutated_tokens_never_panic_nor_pass() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Remembered signatures
+
+fn seen_check(
+    provider: &Provider,
+    index: usize,
+    token: &str,
+    fetched: Option<&KeySet>,
+    generation: u64,
+    now_s: u64,
+    seen: &mut SeenSignatures,
+) -> Result<Verified, AuthError> {
+    let header = bearer(token);
+    let parsed = Token::parse(Some(&header))?;
+    verify_token_seen(
+        provider,
+        index,
+        &parsed,
+        fetched,
+        generation,
+        now_s,
+        &[],
+        seen,
+    )
+}
+
+#[test]
+fn a_verified_signature_is_remembered_and_the_claims_still_checked() {
+    let p = keys_provider();
+    let mut seen = SeenSignatures::new();
+    let token = sign(J::ES256, &p256_key(), Some("p256"), &claims());
+    assert!(seen_check(&p, 0, &token, None, 0, NOW, &mut seen).is_ok());
+    assert_eq!(seen.len(), 1);
+    // Seen again: accepted, nothing added.
+    let v = seen_check(&p, 0, &token, None, 0, NOW, &mut seen).unwrap();
+    assert_eq!(v.subject.as_deref(), Some("user-1"));
+    assert_eq!(seen.len(), 1);
+    // The claims are checked on every request: the same token expires.
+    assert_invalid(
+        seen_check(&p, 0, &token, None, 0, NOW + 3600, &mut seen),
+        EXPIRED,
+    );
+    // Scopes too.
+    let header = bearer(&token);
+    let parsed = Token::parse(Some(&header)).unwrap();
+    let scoped = verify_token_seen(
+        &p,
+        0,
+        &parsed,
+        None,
+        0,
+        NOW,
+        &strings(&["admin"]),
+        &mut seen,
+    );
+    assert!(
+        matches!(scoped, Err(AuthError::InsufficientScope(_))),
+        "{scoped:?}"
+    );
+}
+
+#[test]
+fn only_the_exact_token_for_the_same_provider_and_key_set_skips_the_signature() {
+    let p = keys_provider();
+    let mut seen = SeenSignatures::new();
+    let token = sign(J::ES256, &p256_key(), Some("p256"), &claims());
+    seen_check(&p, 0, &token, None, 0, NOW, &mut seen).unwrap();
+    // Another payload with the remembered signature: verified, and refused.
+    let (input, signature) = token.rsplit_once('.').unwrap();
+    let (header, _) = input.split_once('.').unwrap();
+    let other = with(claims(), "sub", json!("admin"));
+    let forged = format!("{header}.{}.{signature}", b64(other.to_string()));
+    assert_invalid(
+        seen_check(&p, 0, &forged, None, 0, NOW, &mut seen),
+        BAD_SIGNATURE,
+    );
+    // The remembered signature of a token under another provider index: verified
+    // again (provider 1 has no such key).
+    let other_provider = secret_provider();
+    assert!(seen_check(&other_provider, 1, &token, None, 0, NOW, &mut seen).is_err());
+    // Another key-set generation: verified again.
+    let before = seen.len();
+    seen_check(&p, 0, &token, None, 1, NOW, &mut seen).unwrap();
+    assert_eq!(seen.len(), before, "the entry was refreshed, not added");
+    // A disallowed algorithm is refused even when remembered.
+    let hs_only = provider(json!({"keys": {"keys": [p256_jwk("p256")]}, "algorithms": ["RS256"]}));
+    assert_invalid(
+        seen_check(&hs_only, 0, &token, None, 1, NOW, &mut seen),
+        DISALLOWED_ALG,
+    );
+}
+
+#[test]
+fn after_a_key_rotation_a_remembered_token_of_a_removed_key_is_refused() {
+    let p = jwks_provider();
+    let mut seen = SeenSignatures::new();
+    let token = sign(J::RS256, &rsa_key(), Some("old"), &claims());
+    let old = jwks(vec![rsa_jwk("old")]);
+    seen_check(&p, 0, &token, Some(&old), 1, NOW, &mut seen).unwrap();
+    seen_check(&p, 0, &token, Some(&old), 1, NOW, &mut seen).unwrap();
+    // The JWKS was refetched without that key: generation 2.
+    let new = jwks(vec![rsa2_jwk("new")]);
+    assert!(seen_check(&p, 0, &token, Some(&new), 2, NOW, &mut seen).is_err());
+}
+
+#[test]
+fn the_set_is_bounded() {
+    let mut seen = SeenSignatures::new();
+    for i in 0..seen::MAX_SEEN {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        seen.insert(id, 0);
+    }
+    assert_eq!(seen.len(), seen::MAX_SEEN);
+    seen.insert([0xff; 32], 0);
+    assert_eq!(seen.len(), 1);
+    assert!(seen.contains(&[0xff; 32], 0));
+    assert!(!seen.contains(&[0xff; 32], 1));
+}
