@@ -213,10 +213,10 @@ function freePort() {
 
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
 
-function signJwt(alg, key, kid) {
+function signJwt(alg, key, kid, extra = {}) {
   const now = Math.floor(Date.now() / 1000);
   const header = { alg, typ: 'JWT', ...(kid ? { kid } : {}) };
-  const claims = { iss: ISSUER, aud: AUDIENCE, sub: 'bench-user', iat: now, exp: now + 24 * 3600, scope: 'bench' };
+  const claims = { iss: ISSUER, aud: AUDIENCE, sub: 'bench-user', iat: now, exp: now + 24 * 3600, scope: 'bench', ...extra };
   const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
   let signature;
   if (alg === 'HS256') signature = crypto.createHmac('sha256', key).update(input).digest();
@@ -261,6 +261,13 @@ async function loadKeys() {
   const edPrivate = crypto.createPrivateKey(keys.edPrivatePem);
   const jwk = (priv, extra) => ({ ...crypto.createPublicKey(priv).export({ format: 'jwk' }), use: 'sig', ...extra });
   return {
+    signers: {
+      HS256: [keys.hmacSecret, undefined],
+      ES256: [ecPrivate, 'bench-es'],
+      ES384: [ec384Private, 'bench-es384'],
+      RS256: [rsaPrivate, 'bench-rs'],
+      EdDSA: [edPrivate, 'bench-ed'],
+    },
     hmacSecret: keys.hmacSecret,
     ecJwk: jwk(ecPrivate, { kid: 'bench-es', alg: 'ES256' }),
     ec384Jwk: jwk(ec384Private, { kid: 'bench-es384', alg: 'ES384' }),
@@ -276,6 +283,24 @@ async function loadKeys() {
       EdDSA: signJwt('EdDSA', edPrivate, 'bench-ed'),
     },
   };
+}
+
+// Requests per second a token route serves at most here when every token is new,
+// with some headroom: how many distinct tokens a warm-up or measurement needs.
+const NEW_TOKEN_RATE = { HS256: 2200, ES256: 800, ES384: 350, RS256: 1000, EdDSA: 1500 };
+
+/** Files of distinct tokens (one per line) for the warm-up and the measurement of `alg`. */
+async function newTokenFiles(keys, alg) {
+  const [key, kid] = keys.signers[alg];
+  const write = async (phase, seconds, offset) => {
+    const count = Math.ceil(NEW_TOKEN_RATE[alg] * seconds * 1.2);
+    const lines = [];
+    for (let i = 0; i < count; i++) lines.push(signJwt(alg, key, kid, { jti: `${phase}-${offset + i}` }));
+    const file = path.join(OUT, `tokens-${alg}-${phase}.txt`);
+    await fsp.writeFile(file, lines.join('\n') + '\n');
+    return file;
+  };
+  return { warmup: await write('warmup', opts.warmup, 0), measure: await write('measure', opts.duration, 1e9) };
 }
 
 // --- the gateway's routes file -----------------------------------------------------
@@ -408,11 +433,12 @@ function cpuSnapshot(worker, originPid) {
 
 // --- load ------------------------------------------------------------------------------
 
-async function wrk(url, headers, seconds) {
+async function wrk(url, headers, seconds, tokensFile) {
   const args = ['-t', String(opts.threads), '-c', String(opts.connections), '-d', `${seconds}s`, '--timeout', '5s', '--latency', '-s', path.join(BENCH, 'wrk-report.lua')];
   for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
   args.push(url);
-  const output = await run('wrk', args);
+  const extraEnv = tokensFile ? { WRK_TOKENS: tokensFile, WRK_THREADS: String(opts.threads) } : {};
+  const output = await run('wrk', args, { extraEnv });
   const line = output.split('\n').find((l) => l.startsWith('WRK_JSON '));
   if (!line) throw new Error(`wrk printed no WRK_JSON line:\n${output}`);
   const result = JSON.parse(line.slice('WRK_JSON '.length));
@@ -426,7 +452,7 @@ async function warmUp(contestant, target) {
   const headers = contestant.headers ?? {};
   if (contestant.prepare) await contestant.prepare(url, headers);
   log(`${contestant.id}: warm-up ${opts.warmup} s on ${url}`);
-  await wrk(url, headers, opts.warmup);
+  await wrk(url, headers, opts.warmup, contestant.tokens?.warmup);
 }
 
 async function measure(contestant, target, originPid) {
@@ -442,7 +468,7 @@ async function measure(contestant, target, originPid) {
   }
   const before = target.child ? cpuSnapshot(target, originPid) : { origin: ticksOf(originPid) };
   const t0 = performance.now();
-  const result = await wrk(url, headers, opts.duration);
+  const result = await wrk(url, headers, opts.duration, contestant.tokens?.measure);
   const wallS = (performance.now() - t0) / 1000;
   const after = target.child ? cpuSnapshot(target, originPid) : { origin: ticksOf(originPid) };
   if (perf) {
@@ -482,6 +508,7 @@ async function measure(contestant, target, originPid) {
     originCpuPct: ((after.origin - before.origin) / CLK_TCK / wallS) * 100,
     wrk: result.text,
     perf: perf?.categories ?? null,
+    reused: result.reused ?? 0,
   };
 }
 
@@ -703,20 +730,25 @@ function report(r) {
     L.push('');
   }
   const routing = r.contestants.find((c) => c.id === 'gateway-route');
-  const verifiers = r.contestants.filter((c) => /^gateway-(hs|es|rs|ps|eddsa)/.test(c.id));
+  const verifiers = r.contestants.filter((c) => /^gateway-(hs|es|rs|ps|eddsa)[0-9]*$/.test(c.id));
   if (routing && verifiers.length) {
     L.push('## Token verification: CPU per request by algorithm family (wasm, in workerd)');
     L.push('');
-    L.push('The Worker\'s CPU per request on a route with the token check, minus the same on the routing-only route, in the same run: what one');
-    L.push('verification costs (decode, signature, claims) with the key already parsed and cached. The inline keys are parsed once per isolate.');
+    L.push('The Worker\'s CPU per request on a route with the token check, minus the same on the routing-only route, in the same run.');
+    L.push('"New token every request": each request carries a token the isolate has not seen (wrk takes them in turn from a file of');
+    L.push('distinct, pre-signed tokens), so this is what one verification costs (decode, signature, claims). "Same token": every request');
+    L.push('carries one token, as a client does until its token expires; after the first request the isolate remembers the verified');
+    L.push('signature and checks only the claims. Keys are parsed once per isolate.');
     L.push('');
-    L.push('| algorithm | family | key | Worker CPU ms/req | Δ over routing only, ms |');
+    L.push('| algorithm | family | key | Δ ms, new token every request | Δ ms, same token |');
     L.push('|---|---|---|---:|---:|');
     const family = { hs256: ['HMAC', '256-bit secret'], es256: ['ECDSA', 'P-256'], es384: ['ECDSA', 'P-384'], rs256: ['RSA PKCS#1 v1.5', 'RSA 2048'], ps256: ['RSA PSS', 'RSA 2048'], eddsa: ['EdDSA', 'Ed25519'] };
     for (const c of verifiers) {
       const alg = c.id.slice('gateway-'.length);
       const [fam, key] = family[alg] ?? ['', ''];
-      L.push(`| ${alg === 'eddsa' ? 'EdDSA' : alg.toUpperCase()} | ${fam} | ${key} | ${f(c.cpuMsPerReq.worker, 3)} | ${f(c.cpuMsPerReq.worker - routing.cpuMsPerReq.worker, 3)} |`);
+      const fresh = r.contestants.find((x) => x.id === `${c.id}-new`);
+      const delta = (x) => (x ? f(x.cpuMsPerReq.worker - routing.cpuMsPerReq.worker, 3) : 'not run');
+      L.push(`| ${alg === 'eddsa' ? 'EdDSA' : alg.toUpperCase()} | ${fam} | ${key} | ${delta(fresh)} | ${delta(c)} |`);
     }
     L.push('');
   }
@@ -875,6 +907,19 @@ async function main() {
           id: `gateway-${alg.toLowerCase()}`, group, label: `gateway: + JWT ${alg}`, what: `routing + JWT ${alg} (${key}), then forward.`, path: `/bench/${alg.toLowerCase()}/42`, headers: bearer(alg),
           prepare: async (url, h) => { await expectStatus(url, {}, 401, `${alg} route without a token`); await expectStatus(url, h, 200, `${alg} route`); },
         })),
+        ...[['HS256', '4h0'], ['ES256', '4h1'], ['RS256', '4h2'], ['ES384', '4h3'], ['EdDSA', '4h4']].map(([alg, group]) => {
+          const c = {
+            id: `gateway-${alg.toLowerCase()}-new`, group, label: `gateway: + JWT ${alg}, a new token every request`,
+            what: `the ${alg} route with a different token on every request (distinct \`jti\`, signed beforehand, taken in turn by wrk from a file): every request pays the signature check, which a token seen before skips.`,
+            path: `/bench/${alg.toLowerCase()}/42`,
+            prepare: async (url) => {
+              c.tokens = await newTokenFiles(keys, alg);
+              const first = (await fsp.readFile(c.tokens.warmup, 'utf8')).split('\n')[0];
+              await expectStatus(url, { authorization: `Bearer ${first}` }, 200, `${alg} route with a new token`);
+            },
+          };
+          return c;
+        }),
         { id: 'gateway-ratelimit', group: '4e', label: 'gateway: + rate limit', what: 'routing + rate limit (100,000,000 per 60 s, key `route`; counters in the isolate, KV read/written at most once a second in waitUntil), then forward.', path: '/bench/ratelimit/42', prepare: async (url, h) => { const res = await expectStatus(url, h, 200, 'rate-limited route'); if (!res.headers.get('ratelimit-remaining') && !res.headers.get('x-ratelimit-remaining') && !res.headers.get('ratelimit')) notes.push(`the rate-limit route answered without a rate-limit header (headers: ${[...res.headers.keys()].join(', ')})`); } },
         {
           id: 'gateway-cache', group: '4f', label: 'gateway: cache hit', what: 'routing + edge cache lookup that hits (same URL every time; `cache.ttl_s` 3600); no origin request.', path: '/bench/cache/42',
@@ -918,6 +963,7 @@ async function main() {
         const errs = Object.values(m.errors).reduce((a, b) => a + b, 0);
         log(`${c.id}: ${m.rps.toFixed(0)} req/s, p50 ${m.p50.toFixed(2)} ms, p99 ${m.p99.toFixed(2)} ms, Worker CPU ${f(m.cpuMsPerReq.worker, 3)} ms/req, origin CPU ${m.originCpuPct.toFixed(0)} %${errs ? `, ${errs} errors` : ''}`);
         if (errs) notes.push(`${c.label}: ${JSON.stringify(m.errors)} errors (wrk counts status >= 400 as "status").`);
+        if (m.reused) notes.push(`${c.label}: ${m.reused} of ${m.requests} requests carried a token already sent (the token list ran out); those skipped the signature check.`);
         if (c.id !== 'origin' && m.originCpuPct > 70) notes.push(`${c.label}: the origin used ${m.originCpuPct.toFixed(0)} % of a CPU; it may have limited this contestant.`);
       }
     } finally {
