@@ -341,9 +341,17 @@ function gatewayRoutes(originUrl, keys) {
   };
 }
 
-/** `make build` embedding the routes file; checks the wasm really embeds it (the target dir is shared). */
+/**
+ * `make build` embedding the routes file; checks the wasm really embeds it (the target
+ * dir is shared): the build embeds it re-serialized, so its distinctive strings (the
+ * origin URL, the public keys) are looked for.
+ */
 async function buildGateway(routesFile, buildDir) {
-  const text = await fsp.readFile(routesFile);
+  const routes = JSON.parse(await fsp.readFile(routesFile, 'utf8'));
+  const markers = [
+    ...Object.values(routes.origins).flatMap((o) => o.regions.map((r) => r.url)),
+    ...Object.values(routes.jwt ?? {}).flatMap((p) => (p.keys?.keys ?? []).map((k) => k.x ?? k.n)),
+  ].map((m) => Buffer.from(JSON.stringify(m)));
   for (let attempt = 1; ; attempt++) {
     const t0 = Date.now();
     await run('make', ['--no-print-directory', 'build', `BUILD_DIR=${buildDir}`], {
@@ -351,7 +359,7 @@ async function buildGateway(routesFile, buildDir) {
       logFile: path.join(OUT, 'build.log'),
     });
     const wasm = await fsp.readFile(path.join(buildDir, 'index_bg.wasm'));
-    if (wasm.includes(text)) return Date.now() - t0;
+    if (markers.every((m) => wasm.includes(m))) return Date.now() - t0;
     if (attempt >= 2) throw new Error(`${buildDir}/index_bg.wasm does not embed ${routesFile} (a concurrent build?)`);
     log('the wasm does not embed the bench routes (another build got in between); building again');
   }
