@@ -501,7 +501,8 @@ pub fn verify_token(
 /// [`verify_token`], skipping the signature check for a token whose signature was
 /// already verified for this provider (`provider_index`) with the key set of this
 /// `generation` (see [`seen`]); the claims are checked every time. A signature that
-/// verifies is remembered in `seen`.
+/// verifies is remembered in `seen`. HMAC signatures are always checked: that costs
+/// less than looking one up.
 #[allow(clippy::too_many_arguments)]
 pub fn verify_token_seen(
     provider: &Provider,
@@ -515,6 +516,9 @@ pub fn verify_token_seen(
 ) -> Result<Verified, AuthError> {
     if !provider.algorithms.contains(token.alg) {
         return Err(AuthError::Invalid(DISALLOWED_ALG));
+    }
+    if token.alg.is_hmac() {
+        return verify_token(provider, token, fetched, now_s, scopes);
     }
     let id = SeenSignatures::id(provider_index, token);
     if !seen.contains(&id, generation) {

@@ -1304,6 +1304,16 @@ fn after_a_key_rotation_a_remembered_token_of_a_removed_key_is_refused() {
 }
 
 #[test]
+fn hmac_signatures_are_always_checked_not_remembered() {
+    let p = secret_provider();
+    let mut seen = SeenSignatures::new();
+    let token = sign(J::HS256, &secret_key(), None, &claims());
+    seen_check(&p, 0, &token, None, 0, NOW, &mut seen).unwrap();
+    seen_check(&p, 0, &token, None, 0, NOW, &mut seen).unwrap();
+    assert!(seen.is_empty());
+}
+
+#[test]
 fn the_set_is_bounded() {
     let mut seen = SeenSignatures::new();
     for i in 0..seen::MAX_SEEN {
