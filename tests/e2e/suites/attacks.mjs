@@ -11,6 +11,7 @@ import { describe, test } from 'node:test';
 
 import { startOrigin } from '../../../scripts/origin.mjs';
 import { assertProblem, isRequestId, lastRequest } from '../assert.mjs';
+import { listenLocal } from '../harness.mjs';
 
 // --- tokens ------------------------------------------------------------------
 
@@ -142,34 +143,22 @@ const isDotSegment = (seg) => /^(\.|%2e){1,2}$/i.test(seg);
 function jwksServer(name) {
   return {
     name,
-    start: () =>
-      new Promise((resolve, reject) => {
-        const state = { name, hits: 0, paths: [], requests: [] };
-        state.count = (suffix = '') => state.paths.filter((p) => p.endsWith(suffix)).length;
-        state.reset = () => {
-          state.hits = 0;
-          state.paths.length = 0;
-        };
-        const server = http.createServer((req, res) => {
-          state.hits += 1;
-          state.paths.push(req.url);
-          const body = JSON.stringify({ keys: [publicJwk(rsa.publicKey, JWKS_KID)] });
-          res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-          res.end(body);
-        });
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => {
-          state.port = server.address().port;
-          state.url = `http://127.0.0.1:${state.port}`;
-          state.server = server;
-          state.close = () =>
-            new Promise((r) => {
-              server.closeAllConnections?.();
-              server.close(() => r());
-            });
-          resolve(state);
-        });
-      }),
+    start: () => {
+      const state = { name, hits: 0, paths: [], requests: [] };
+      state.count = (suffix = '') => state.paths.filter((p) => p.endsWith(suffix)).length;
+      state.reset = () => {
+        state.hits = 0;
+        state.paths.length = 0;
+      };
+      const server = http.createServer((req, res) => {
+        state.hits += 1;
+        state.paths.push(req.url);
+        const body = JSON.stringify({ keys: [publicJwk(rsa.publicKey, JWKS_KID)] });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      });
+      return listenLocal(server, state);
+    },
   };
 }
 

@@ -14,7 +14,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 
-import { Wrangler, freePort } from '../harness.mjs';
+import { Wrangler, freePort, listenLocal } from '../harness.mjs';
 import { assertProblem, isRequestId } from '../assert.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -118,57 +118,52 @@ const BEHAVIOURS = {
 function rawOrigin(name) {
   return {
     name,
-    start: () =>
-      new Promise((resolve, reject) => {
-        const state = { name, hits: 0, paths: [], requests: [] };
-        state.count = (suffix = '') => state.requests.filter((r) => r.path.endsWith(suffix)).length;
-        state.last = (suffix) => state.requests.filter((r) => r.path.endsWith(suffix)).at(-1);
-        state.reset = () => {
-          state.hits = 0;
-          state.paths.length = 0;
-          state.requests.length = 0;
+    start: () => {
+      const state = { name, hits: 0, paths: [], requests: [] };
+      state.count = (suffix = '') => state.requests.filter((r) => r.path.endsWith(suffix)).length;
+      state.last = (suffix) => state.requests.filter((r) => r.path.endsWith(suffix)).at(-1);
+      state.reset = () => {
+        state.hits = 0;
+        state.paths.length = 0;
+        state.requests.length = 0;
+      };
+      const sockets = new Set();
+      const server = net.createServer((socket) => {
+        sockets.add(socket);
+        socket.on('error', () => {});
+        socket.once('close', () => sockets.delete(socket));
+        let buffered = Buffer.alloc(0);
+        const onData = (chunk) => {
+          buffered = Buffer.concat([buffered, chunk]);
+          const end = buffered.indexOf('\r\n\r\n');
+          if (end < 0) {
+            if (buffered.length > 64 * 1024) socket.destroy();
+            return;
+          }
+          socket.off('data', onData);
+          socket.resume(); // discard any body
+          const [method, target = '/'] = buffered.subarray(0, end).toString('latin1').split('\r\n')[0].split(' ');
+          const pathname = target.split('?')[0];
+          const seen = { method, path: pathname, at: Date.now(), closedAt: null };
+          socket.once('close', () => {
+            seen.closedAt = Date.now();
+          });
+          state.hits += 1;
+          state.paths.push(`${method} ${pathname}`);
+          state.requests.push(seen);
+          const behaviour = BEHAVIOURS[pathname.split('/').filter(Boolean).at(-1)] ?? BEHAVIOURS.ok;
+          behaviour(socket);
         };
-        const sockets = new Set();
-        const server = net.createServer((socket) => {
-          sockets.add(socket);
-          socket.on('error', () => {});
-          socket.once('close', () => sockets.delete(socket));
-          let buffered = Buffer.alloc(0);
-          const onData = (chunk) => {
-            buffered = Buffer.concat([buffered, chunk]);
-            const end = buffered.indexOf('\r\n\r\n');
-            if (end < 0) {
-              if (buffered.length > 64 * 1024) socket.destroy();
-              return;
-            }
-            socket.off('data', onData);
-            socket.resume(); // discard any body
-            const [method, target = '/'] = buffered.subarray(0, end).toString('latin1').split('\r\n')[0].split(' ');
-            const pathname = target.split('?')[0];
-            const seen = { method, path: pathname, at: Date.now(), closedAt: null };
-            socket.once('close', () => {
-              seen.closedAt = Date.now();
-            });
-            state.hits += 1;
-            state.paths.push(`${method} ${pathname}`);
-            state.requests.push(seen);
-            const behaviour = BEHAVIOURS[pathname.split('/').filter(Boolean).at(-1)] ?? BEHAVIOURS.ok;
-            behaviour(socket);
-          };
-          socket.on('data', onData);
-        });
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => {
-          state.port = server.address().port;
-          state.url = `http://127.0.0.1:${state.port}`;
-          state.close = () =>
-            new Promise((r) => {
-              for (const s of sockets) s.destroy();
-              server.close(() => r());
-            });
-          resolve(state);
-        });
-      }),
+        socket.on('data', onData);
+      });
+      return listenLocal(server, state, {
+        close: () =>
+          new Promise((r) => {
+            for (const s of sockets) s.destroy();
+            server.close(() => r());
+          }),
+      });
+    },
   };
 }
 
@@ -180,64 +175,52 @@ const JWKS_SLOW_MS = 6500; // past the gateway's 5 s JWKS timeout
 function jwksServer(name) {
   return {
     name,
-    start: () =>
-      new Promise((resolve, reject) => {
-        const state = { name, hits: 0, paths: [], requests: [], flakyUp: true };
-        state.count = (suffix = '') => state.paths.filter((p) => p.endsWith(suffix)).length;
-        state.reset = () => {
-          state.hits = 0;
-          state.paths.length = 0;
-          state.requests.length = 0;
+    start: () => {
+      const state = { name, hits: 0, paths: [], requests: [], flakyUp: true };
+      state.count = (suffix = '') => state.paths.filter((p) => p.endsWith(suffix)).length;
+      state.reset = () => {
+        state.hits = 0;
+        state.paths.length = 0;
+        state.requests.length = 0;
+      };
+      const good = () => JSON.stringify({ keys: [rsaJwk('faults-k1')] });
+      const server = http.createServer((req, res) => {
+        state.hits += 1;
+        const p = new URL(req.url, 'http://jwks').pathname;
+        state.paths.push(`${req.method} ${p}`);
+        state.requests.push({ path: p, at: Date.now() });
+        const send = (status, type, body) => {
+          res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+          res.end(body);
         };
-        const good = () => JSON.stringify({ keys: [rsaJwk('faults-k1')] });
-        const server = http.createServer((req, res) => {
-          state.hits += 1;
-          const p = new URL(req.url, 'http://jwks').pathname;
-          state.paths.push(`${req.method} ${p}`);
-          state.requests.push({ path: p, at: Date.now() });
-          const send = (status, type, body) => {
-            res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
-            res.end(body);
-          };
-          const json = 'application/json';
-          switch (p.split('/').at(-1)) {
-            case 'garbage':
-              return send(200, json, '\x00\xff{{{ not json');
-            case 'html':
-              return send(200, 'text/html', '<html><body>502 Bad Gateway</body></html>');
-            case 'empty':
-              return send(200, json, '');
-            case 'not-a-set':
-              return send(200, json, '{"issuer":"https://faults.e2e.test/"}');
-            case 'no-usable-key':
-              return send(200, json, JSON.stringify({ keys: [{ kty: 'RSA', kid: 'x', n: 'AQAB', e: 'AQAB' }, { kty: 'oct', k: 'c2VjcmV0' }] }));
-            case 'status-500':
-              return send(500, json, good());
-            case 'slow': {
-              const timer = setTimeout(() => send(200, json, good()), JWKS_SLOW_MS);
-              req.on('close', () => clearTimeout(timer));
-              return undefined;
-            }
-            case 'flaky':
-              if (!state.flakyUp) return req.socket.destroy();
-              return send(200, json, good());
-            default:
-              return send(200, json, good());
+        const json = 'application/json';
+        switch (p.split('/').at(-1)) {
+          case 'garbage':
+            return send(200, json, '\x00\xff{{{ not json');
+          case 'html':
+            return send(200, 'text/html', '<html><body>502 Bad Gateway</body></html>');
+          case 'empty':
+            return send(200, json, '');
+          case 'not-a-set':
+            return send(200, json, '{"issuer":"https://faults.e2e.test/"}');
+          case 'no-usable-key':
+            return send(200, json, JSON.stringify({ keys: [{ kty: 'RSA', kid: 'x', n: 'AQAB', e: 'AQAB' }, { kty: 'oct', k: 'c2VjcmV0' }] }));
+          case 'status-500':
+            return send(500, json, good());
+          case 'slow': {
+            const timer = setTimeout(() => send(200, json, good()), JWKS_SLOW_MS);
+            req.on('close', () => clearTimeout(timer));
+            return undefined;
           }
-        });
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => {
-          state.port = server.address().port;
-          state.url = `http://127.0.0.1:${state.port}`;
-          state.server = server;
-          state.close = () =>
-            new Promise((r) => {
-              server.closeAllConnections?.();
-              server.close(() => r());
-            });
-          resolve(state);
-        });
-      }),
+          case 'flaky':
+            if (!state.flakyUp) return req.socket.destroy();
+            return send(200, json, good());
+          default:
+            return send(200, json, good());
+        }
+      });
+      return listenLocal(server, state);
+    },
   };
 }
 

@@ -12,6 +12,7 @@ import http from 'node:http';
 import { describe, test } from 'node:test';
 
 import { assertProblem } from '../assert.mjs';
+import { listenLocal } from '../harness.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -24,54 +25,42 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 function switchable(name, { status = 200, delayMs = 0 } = {}) {
   return {
     name,
-    start: () =>
-      new Promise((resolve, reject) => {
-        const state = { name, status, delayMs, hits: 0, paths: [], requests: [] };
-        state.count = (suffix = '') => state.requests.filter((r) => r.path.endsWith(suffix)).length;
-        state.reset = () => {
-          state.hits = 0;
-          state.paths.length = 0;
-          state.requests.length = 0;
+    start: () => {
+      const state = { name, status, delayMs, hits: 0, paths: [], requests: [] };
+      state.count = (suffix = '') => state.requests.filter((r) => r.path.endsWith(suffix)).length;
+      state.reset = () => {
+        state.hits = 0;
+        state.paths.length = 0;
+        state.requests.length = 0;
+      };
+      const server = http.createServer((req, res) => {
+        state.hits += 1;
+        const url = new URL(req.url, 'http://origin');
+        const seen = { origin: name, method: req.method, path: url.pathname, query: url.search.slice(1), headers: req.headers };
+        state.paths.push(`${req.method} ${url.pathname}`);
+        state.requests.push(seen);
+        const code = state.status;
+        const delay = state.delayMs;
+        let bodyLength = 0;
+        let timer = null;
+        const answer = () => {
+          if (res.destroyed || res.writableEnded) return;
+          const text = JSON.stringify({ ...seen, status: code, bodyLength });
+          res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+          res.end(req.method === 'HEAD' ? undefined : text);
         };
-        const server = http.createServer((req, res) => {
-          state.hits += 1;
-          const url = new URL(req.url, 'http://origin');
-          const seen = { origin: name, method: req.method, path: url.pathname, query: url.search.slice(1), headers: req.headers };
-          state.paths.push(`${req.method} ${url.pathname}`);
-          state.requests.push(seen);
-          const code = state.status;
-          const delay = state.delayMs;
-          let bodyLength = 0;
-          let timer = null;
-          const answer = () => {
-            if (res.destroyed || res.writableEnded) return;
-            const text = JSON.stringify({ ...seen, status: code, bodyLength });
-            res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-            res.end(req.method === 'HEAD' ? undefined : text);
-          };
-          res.on('close', () => clearTimeout(timer));
-          req.on('error', () => {});
-          req.on('data', (c) => {
-            bodyLength += c.length;
-          });
-          req.on('end', () => {
-            if (delay > 0) timer = setTimeout(answer, delay);
-            else answer();
-          });
+        res.on('close', () => clearTimeout(timer));
+        req.on('error', () => {});
+        req.on('data', (c) => {
+          bodyLength += c.length;
         });
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => {
-          state.port = server.address().port;
-          state.url = `http://127.0.0.1:${state.port}`;
-          state.server = server;
-          state.close = () =>
-            new Promise((r) => {
-              server.closeAllConnections?.();
-              server.close(() => r());
-            });
-          resolve(state);
+        req.on('end', () => {
+          if (delay > 0) timer = setTimeout(answer, delay);
+          else answer();
         });
-      }),
+      });
+      return listenLocal(server, state);
+    },
   };
 }
 
