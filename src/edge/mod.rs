@@ -166,10 +166,10 @@ struct EdgePorts<'a> {
 }
 
 impl<'a> EdgePorts<'a> {
-    fn new(request: &'a web_sys::Request) -> Self {
+    fn new(request: &'a web_sys::Request, has_body: bool) -> Self {
         EdgePorts {
             request,
-            has_body: true,
+            has_body,
             body_sent: Cell::new(false),
             kv: None,
             metrics: None,
@@ -489,8 +489,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         continent: continent.as_deref(),
         has_body: inner.body().is_some() && declares_body(&view),
     };
-    let mut ports = EdgePorts::new(inner);
-    ports.has_body = incoming.has_body;
+    let mut ports = EdgePorts::new(inner, incoming.has_body);
     ports.kv = env.kv("GATEWAY_KV").ok();
     ports.metrics = env.analytics_engine("GATEWAY_METRICS").ok();
     let reply = pipeline::handle(&isolate.gw, &isolate.state, &ports, &incoming).await;

@@ -514,10 +514,8 @@ pub fn verify_token_seen(
     scopes: &[String],
     seen: &mut SeenSignatures,
 ) -> Result<Verified, AuthError> {
-    if !provider.algorithms.contains(token.alg) {
-        return Err(AuthError::Invalid(DISALLOWED_ALG));
-    }
-    if token.alg.is_hmac() {
+    // verify_token refuses a disallowed algorithm before anything else.
+    if token.alg.is_hmac() || !provider.algorithms.contains(token.alg) {
         return verify_token(provider, token, fetched, now_s, scopes);
     }
     let id = SeenSignatures::id(provider_index, token);
