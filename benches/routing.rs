@@ -10,8 +10,10 @@
 //! - `lookup/miss`: no route matches (404), some sharing a long prefix with routes;
 //! - `lookup/method_not_allowed`: the path matches, the method does not (405).
 //!
-//! Start-up is what a new isolate does once: `Gateway::from_json` (parse, validate,
-//! index, compile), and its parts `config::load` and `RouteTable::build`.
+//! Start-up is what a new isolate does once: `Gateway::from_prepared` (parse the
+//! file the build validated, index, compile). Beside it `Gateway::from_json`, which
+//! also validates (what `gateway check` and the build do), and the parts
+//! `config::load` and `RouteTable::build`.
 //!
 //! Timings here are native (x86-64); the Worker runs the same code as wasm in V8,
 //! typically 1.5 to 3 times slower.
@@ -276,6 +278,9 @@ fn routing(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
     // An isolate never drops its gateway: leave the drop out of the timing.
+    group.bench_function("gateway_from_prepared", |b| {
+        b.iter_with_large_drop(|| Gateway::from_prepared(black_box(&f.text), &|_| None))
+    });
     group.bench_function("gateway_from_json", |b| {
         b.iter_with_large_drop(|| Gateway::from_json(black_box(&f.text), &|_| None))
     });

@@ -1,13 +1,16 @@
 //! The compiled gateway: everything derived from the routes file, built once per isolate.
 
 use crate::config::path::{parse_path, parse_rewrite, RewritePart};
-use crate::config::{self, Method, RateLimit, RoutesFile};
+use crate::config::{self, Method, RoutesFile};
 use crate::http::headers::GATEWAY_OWNED_REQUEST;
+use crate::policy::auth::phase::RouteAuth;
 use crate::policy::auth::Provider;
 use crate::policy::cache::CachePolicy;
 use crate::policy::cors::CorsPolicy;
+use crate::policy::ratelimit::phase::RouteLimit;
 use crate::policy::ratelimit::KeyKind;
-use crate::route::RouteTable;
+use crate::policy::Policy;
+use crate::route::{Match, RouteTable};
 use crate::upstream::region::Regions;
 
 /// The routes file embedded at build time.
@@ -44,15 +47,27 @@ pub struct RouteRt {
     pub rewrite: Option<Vec<RewritePart>>,
     pub timeout_ms: u64,
     pub methods: Vec<Method>,
-    /// The provider (index into [`Gateway::providers`]) and the scopes required.
-    pub auth: Option<(usize, Vec<String>)>,
-    pub rate_limit: Option<(RateLimit, KeyKind)>,
-    pub cache: Option<CachePolicy>,
-    /// The route's own CORS policy, or the top-level one.
-    pub cors: Option<CorsPolicy>,
+    /// The route's policies, in the order they see a request.
+    pub chain: Vec<Policy>,
 }
 
 impl RouteRt {
+    /// The route's CORS policy (its own, or the top-level one).
+    pub fn cors(&self) -> Option<&CorsPolicy> {
+        self.chain.iter().find_map(|p| match p {
+            Policy::Cors(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// The route's cache policy.
+    pub fn cache(&self) -> Option<&CachePolicy> {
+        self.chain.iter().find_map(|p| match p {
+            Policy::Cache(c) => Some(c),
+            _ => None,
+        })
+    }
+
     /// The upstream path: the rewrite template over the matched parameters, or the
     /// request path (already free of dot segments). `None` when the filled template
     /// has a dot segment, which the upstream URL parser would resolve: parameters
@@ -113,6 +128,15 @@ impl Gateway {
         Gateway::compile(file, secrets).map_err(|e| vec![e])
     }
 
+    /// Compiles the routes file the build embedded ([`EMBEDDED_ROUTES`]). The
+    /// build validated it and refused to embed an invalid one, so an isolate
+    /// only parses it into its types: validation runs once, at build time.
+    pub fn from_prepared(text: &str, secrets: Secrets<'_>) -> Result<Gateway, String> {
+        let file: RoutesFile = serde_json::from_str(text)
+            .map_err(|e| format!("the embedded routes file does not parse: {e}"))?;
+        Gateway::compile(file, secrets)
+    }
+
     /// Compiles a validated routes file.
     pub fn compile(file: RoutesFile, secrets: Secrets<'_>) -> Result<Gateway, String> {
         let table = RouteTable::build(&file)?;
@@ -162,33 +186,41 @@ impl Gateway {
                 .map(|t| parse_rewrite(t, &template.params))
                 .transpose()
                 .map_err(|e| format!("route \"{}\": rewrite {e}", r.id))?;
-            let auth = match &r.auth {
-                None => None,
-                Some(a) => Some((
-                    provider_names
-                        .iter()
-                        .position(|n| **n == a.jwt)
-                        .ok_or_else(|| {
-                            format!(
-                                "route \"{}\": auth: unknown jwt provider \"{}\"",
-                                r.id, a.jwt
-                            )
-                        })?,
-                    a.scopes.clone(),
-                )),
-            };
-            let rate_limit = match &r.rate_limit {
-                None => None,
-                Some(rl) => Some((
-                    rl.clone(),
-                    KeyKind::parse(&rl.key).ok_or_else(|| {
+            // The chain, in the order the policies see a request.
+            let mut chain = Vec::new();
+            if let Some(cors) = CorsPolicy::for_route(file.cors.as_ref(), r) {
+                chain.push(Policy::Cors(cors));
+            }
+            if let Some(a) = &r.auth {
+                let provider = provider_names
+                    .iter()
+                    .position(|n| **n == a.jwt)
+                    .ok_or_else(|| {
                         format!(
-                            "route \"{}\": rate_limit.key \"{}\" is not valid",
-                            r.id, rl.key
+                            "route \"{}\": auth: unknown jwt provider \"{}\"",
+                            r.id, a.jwt
                         )
-                    })?,
-                )),
-            };
+                    })?;
+                chain.push(Policy::Auth(RouteAuth {
+                    provider,
+                    scopes: a.scopes.clone(),
+                }));
+            }
+            if let Some(rl) = &r.rate_limit {
+                let key = KeyKind::parse(&rl.key).ok_or_else(|| {
+                    format!(
+                        "route \"{}\": rate_limit.key \"{}\" is not valid",
+                        r.id, rl.key
+                    )
+                })?;
+                chain.push(Policy::RateLimit(RouteLimit {
+                    limit: rl.clone(),
+                    key,
+                }));
+            }
+            if let Some(cache) = CachePolicy::for_route(r) {
+                chain.push(Policy::Cache(cache));
+            }
             routes.push(RouteRt {
                 id: r.id.clone(),
                 path: r.path.clone(),
@@ -196,10 +228,7 @@ impl Gateway {
                 rewrite,
                 timeout_ms: r.timeout_ms.unwrap_or(file.origins[&r.origin].timeout_ms),
                 methods: config::validate::route_methods(r).into_iter().collect(),
-                auth,
-                rate_limit,
-                cache: CachePolicy::for_route(r),
-                cors: CorsPolicy::for_route(file.cors.as_ref(), r),
+                chain,
             });
         }
         let mut dropped_request_headers: Vec<String> = GATEWAY_OWNED_REQUEST
@@ -228,14 +257,32 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// A route for this host and path, whatever its method (for the CORS policy of errors).
+    pub fn route_for_any_method(&self, host: &str, path: &str) -> Option<&RouteRt> {
+        Method::ALL
+            .into_iter()
+            .find_map(|m| match self.table.lookup(host, path, Some(m)) {
+                Match::Found { route, .. } => Some(&self.routes[route]),
+                _ => None,
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_embedded_file_compiles() {
-        let gw = Gateway::from_json(EMBEDDED_ROUTES, &|_| None).unwrap();
-        assert!(!gw.routes.is_empty());
+    fn the_embedded_file_compiles_without_validation_as_validated() {
+        let prepared = Gateway::from_prepared(EMBEDDED_ROUTES, &|_| None).unwrap();
+        let validated = Gateway::from_json(EMBEDDED_ROUTES, &|_| None).unwrap();
+        assert!(!prepared.routes.is_empty());
+        assert_eq!(
+            format!("{:?}", prepared.file),
+            format!("{:?}", validated.file)
+        );
+        assert_eq!(prepared.routes.len(), validated.routes.len());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 pub mod config;
 pub mod gateway;
 pub mod http;
+pub mod log;
 pub mod pipeline;
 pub mod policy;
 pub mod ports;

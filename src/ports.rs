@@ -3,7 +3,7 @@
 
 use crate::config::Method;
 use crate::http::headers::HeaderEdits;
-use crate::pipeline::LogLine;
+use crate::log::{Event, LogLine};
 
 /// Why an upstream attempt failed before a response arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +57,8 @@ pub trait Ports {
     async fn fetch_jwks(&self, url: &str) -> Result<JwksDocument, String>;
     /// Reads a rate-limit counter from KV.
     async fn kv_get(&self, key: &str) -> Result<Option<String>, String>;
+    /// Writes a rate-limit counter to KV, to expire after `expiration_ttl_s` seconds.
+    async fn kv_put(&self, key: &str, value: &str, expiration_ttl_s: u64) -> Result<(), String>;
     /// Looks a key up in the edge cache.
     async fn cache_get(&self, key: &str) -> Result<Option<Self::Response>, String>;
     /// Removes a key from the edge cache; whether there was an entry.
@@ -64,5 +66,5 @@ pub trait Ports {
     /// Writes the request's log line (and metrics).
     fn record(&self, line: &LogLine);
     /// Writes one event line (circuit breaker changes, KV failures).
-    fn event(&self, json: &str);
+    fn event(&self, event: &Event<'_>);
 }

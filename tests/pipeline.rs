@@ -18,9 +18,10 @@ use edge_gateway::config::{Method, RateLimit};
 use edge_gateway::gateway::Gateway;
 use edge_gateway::http::headers::HOP_BY_HOP;
 use edge_gateway::http::HeaderView;
+use edge_gateway::log::Event;
 use edge_gateway::pipeline::{self, Body, Incoming, IsolateState, LogLine, ORIGIN_CACHE_CONTROL};
 use edge_gateway::policy::cache;
-use edge_gateway::policy::ratelimit::counter_key;
+use edge_gateway::policy::ratelimit::{self, counter_key};
 use edge_gateway::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
 use jsonwebtoken::{Algorithm as J, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -159,6 +160,8 @@ struct Fake {
     kv: RefCell<HashMap<String, String>>,
     kv_fail: Cell<bool>,
     kv_reads: RefCell<Vec<String>>,
+    /// Every KV write: key, value, expiration TTL.
+    kv_writes: RefCell<Vec<(String, String, u64)>>,
     cache: RefCell<HashMap<String, Resp>>,
     jwks_body: RefCell<String>,
     jwks_cache_control: RefCell<Option<String>>,
@@ -348,6 +351,20 @@ impl Ports for Fake {
         Ok(self.kv.borrow().get(key).cloned())
     }
 
+    async fn kv_put(&self, key: &str, value: &str, expiration_ttl_s: u64) -> Result<(), String> {
+        self.kv_writes
+            .borrow_mut()
+            .push((key.to_string(), value.to_string(), expiration_ttl_s));
+        yield_now().await;
+        if self.kv_fail.get() {
+            return Err("KV is down".into());
+        }
+        self.kv
+            .borrow_mut()
+            .insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
     async fn cache_get(&self, key: &str) -> Result<Option<Resp>, String> {
         Ok(self.cache.borrow().get(key).cloned())
     }
@@ -362,10 +379,10 @@ impl Ports for Fake {
             .push(serde_json::to_string(line).unwrap());
     }
 
-    fn event(&self, json: &str) {
+    fn event(&self, event: &Event<'_>) {
         self.events
             .borrow_mut()
-            .push(serde_json::from_str(json).expect("events are JSON"));
+            .push(serde_json::from_str(&event.to_json()).expect("events are JSON"));
     }
 }
 
@@ -2081,6 +2098,58 @@ fn a_failing_kv_fails_open_and_is_logged() {
     assert_eq!(w.send(&get("/rl/ip")).status, 200);
     assert_eq!(w.send(&get("/rl/ip")).status, 200);
     assert_eq!(w.send(&get("/rl/ip")).status, 429);
+}
+
+#[test]
+fn the_background_flush_brings_counts_to_kv_for_other_isolates() {
+    let w = world(config());
+    assert_eq!(w.send(&get("/rl/ip")).status, 200);
+    assert_eq!(w.send(&get("/rl/ip")).status, 200);
+    block_on(ratelimit::phase::flush(&w.state.limiter, &w.ports));
+    let writes = w.ports.kv_writes.borrow().clone();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    let (key, value, ttl) = &writes[0];
+    assert!(key.starts_with("rl:rl-ip:"), "{key}");
+    let entries: Value = serde_json::from_str(value).unwrap();
+    let counted: u64 = entries
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 2);
+    assert!(*ttl >= 60);
+    assert!(w.ports.events().iter().any(|e| e["event"] == "kv_write"));
+
+    // Another isolate reads the two admissions: one of three is left.
+    let other = world(config());
+    *other.ports.kv.borrow_mut() = w.ports.kv.borrow().clone();
+    let out = other.send(&get("/rl/ip"));
+    assert_eq!(out.status, 200);
+    assert_eq!(out.h("ratelimit-remaining").as_deref(), Some("0"));
+    assert_eq!(other.send(&get("/rl/ip")).status, 429);
+}
+
+#[test]
+fn a_failed_kv_write_is_logged_and_retried() {
+    let w = world(config());
+    assert_eq!(w.send(&get("/rl/ip")).status, 200);
+    w.ports.kv_fail.set(true);
+    block_on(ratelimit::phase::flush(&w.state.limiter, &w.ports));
+    let failed: Vec<Value> = w
+        .ports
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "kv_error")
+        .collect();
+    assert!(failed.iter().any(|e| e["op"] == "put"), "{failed:?}");
+    assert!(w.ports.kv.borrow().is_empty());
+    // KV is back: the next flush writes the count.
+    w.ports.kv_fail.set(false);
+    w.ports.advance(30_000);
+    assert_eq!(w.send(&get("/rl/ip")).status, 200);
+    block_on(ratelimit::phase::flush(&w.state.limiter, &w.ports));
+    assert_eq!(w.ports.kv.borrow().len(), 1);
 }
 
 #[test]

@@ -20,10 +20,10 @@ use worker::{
 use crate::gateway::{Gateway, EMBEDDED_ROUTES};
 use crate::http::headers::HeaderEdits;
 use crate::http::HeaderView;
-use crate::pipeline::{self, Body, Incoming, IsolateState, LogLine, Reply, ORIGIN_CACHE_CONTROL};
+use crate::log::{Event, LogLine};
+use crate::pipeline::{self, Body, Incoming, IsolateState, Reply, ORIGIN_CACHE_CONTROL};
 use crate::policy::auth::MAX_JWKS_BYTES;
 use crate::policy::cache;
-use crate::policy::ratelimit::Then;
 use crate::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
 
 /// How long a JWKS fetch may take.
@@ -61,13 +61,10 @@ fn isolate(env: &Env) -> Rc<Isolate> {
                     .ok()
             };
             // The build validated the file, so this cannot fail for an embedded file.
-            let gw = Gateway::from_json(EMBEDDED_ROUTES, &secret)
+            let gw = Gateway::from_prepared(EMBEDDED_ROUTES, &secret)
                 .expect("the embedded routes file was validated at build time");
             for p in gw.providers.iter().filter_map(|p| p.as_ref().err()) {
-                console_error!(
-                    "{}",
-                    serde_json::json!({"event": "config_error", "error": p})
-                );
+                console_error!("{}", Event::ConfigError { error: p }.to_json());
             }
             let dev_geo = env
                 .var("DEV_GEO_HEADERS")
@@ -131,8 +128,8 @@ fn declares_body(headers: &impl HeaderView) -> bool {
             .is_some_and(|l| l.trim().parse::<u64>().map_or(true, |n| n > 0))
 }
 
-fn event_line(json: serde_json::Value) {
-    console_log!("{}", json);
+fn event_line(event: &Event<'_>) {
+    console_log!("{}", event.to_json());
 }
 
 /// `fetch` with a deadline for the response headers.
@@ -156,8 +153,8 @@ async fn fetch_with_timeout(
     }
 }
 
-struct EdgePorts<'a> {
-    request: &'a web_sys::Request,
+struct EdgePorts {
+    request: web_sys::Request,
     /// The request announces a body (see [`declares_body`]).
     has_body: bool,
     body_sent: Cell<bool>,
@@ -165,8 +162,8 @@ struct EdgePorts<'a> {
     metrics: Option<AnalyticsEngineDataset>,
 }
 
-impl<'a> EdgePorts<'a> {
-    fn new(request: &'a web_sys::Request, has_body: bool) -> Self {
+impl EdgePorts {
+    fn new(request: web_sys::Request, has_body: bool) -> Self {
         EdgePorts {
             request,
             has_body,
@@ -177,7 +174,7 @@ impl<'a> EdgePorts<'a> {
     }
 }
 
-impl Ports for EdgePorts<'_> {
+impl Ports for EdgePorts {
     type Response = web_sys::Response;
 
     fn now_ms(&self) -> u64 {
@@ -263,6 +260,16 @@ impl Ports for EdgePorts<'_> {
         kv.get(key).text().await.map_err(|e| e.to_string())
     }
 
+    async fn kv_put(&self, key: &str, value: &str, expiration_ttl_s: u64) -> Result<(), String> {
+        let kv = self.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
+        kv.put(key, value)
+            .map_err(|e| e.to_string())?
+            .expiration_ttl(expiration_ttl_s)
+            .execute()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn cache_get(&self, key: &str) -> Result<Option<web_sys::Response>, String> {
         let hit = Cache::default()
             .get(key, false)
@@ -301,65 +308,14 @@ impl Ports for EdgePorts<'_> {
                 ])
                 .build();
             if let Err(e) = metrics.write_data_point(&point) {
-                console_error!(
-                    "{}",
-                    serde_json::json!({"event": "metrics_error", "error": e.to_string()})
-                );
+                let error = e.to_string();
+                console_error!("{}", Event::MetricsError { error: &error }.to_json());
             }
         }
     }
 
-    fn event(&self, json: &str) {
-        console_log!("{}", json);
-    }
-}
-
-/// Writes due rate-limit counters to KV (and reads what it must first), spaced as the limiter says.
-async fn flush_limits(isolate: Rc<Isolate>, kv: KvStore) {
-    loop {
-        let now = worker::js_sys::Date::now() as u64;
-        let due = isolate.state.limiter.borrow_mut().take_due(now);
-        for key in &due.reads {
-            let got = kv.get(key).text().await.map_err(|e| e.to_string());
-            if let Err(e) = &got {
-                event_line(
-                    serde_json::json!({"event": "kv_error", "op": "get", "key": key, "error": e}),
-                );
-            }
-            let now = worker::js_sys::Date::now() as u64;
-            isolate.state.limiter.borrow_mut().on_read(
-                key,
-                got.as_ref().map(|v| v.as_deref()),
-                now,
-            );
-        }
-        for write in &due.writes {
-            let result = match kv.put(&write.kv_key, write.value.as_str()) {
-                Ok(put) => put.expiration_ttl(write.expiration_ttl_s).execute().await,
-                Err(e) => Err(e),
-            };
-            let ok = result.is_ok();
-            match &result {
-                Ok(()) => event_line(serde_json::json!({"event": "kv_write", "key": write.kv_key})),
-                Err(e) => event_line(
-                    serde_json::json!({"event": "kv_error", "op": "put", "key": write.kv_key, "error": e.to_string()}),
-                ),
-            }
-            let now = worker::js_sys::Date::now() as u64;
-            isolate
-                .state
-                .limiter
-                .borrow_mut()
-                .on_write_result(&write.kv_key, ok, now);
-        }
-        match due.then() {
-            Then::Stop => break,
-            Then::TakeAgain => {}
-            Then::SleepUntil(at) => {
-                let now = worker::js_sys::Date::now() as u64;
-                Delay::from(Duration::from_millis(at.saturating_sub(now).max(1))).await;
-            }
-        }
+    fn event(&self, event: &Event<'_>) {
+        event_line(event);
     }
 }
 
@@ -383,11 +339,7 @@ fn render_with(
             if reply.status == upstream.status() {
                 init.set_status_text(&upstream.status_text());
             }
-            let mut body = if reply.no_body || matches!(reply.status, 101 | 204 | 205 | 304) {
-                None
-            } else {
-                upstream.body()
-            };
+            let mut body = if reply.no_body { None } else { upstream.body() };
             if let (Some((key, ttl)), Some(ctx), Some(stream)) = (&reply.after.store, ctx, &body) {
                 let branches = stream.tee();
                 let client: web_sys::ReadableStream = branches.get(0).unchecked_into();
@@ -413,8 +365,14 @@ fn render_with(
                 )?;
                 let key = key.clone();
                 ctx.wait_until(async move {
-                    if let Err(e) = Cache::default().put(key.as_str(), Response::from(to_store)).await {
-                        event_line(serde_json::json!({"event": "cache_error", "op": "put", "error": e.to_string()}));
+                    if let Err(e) = Cache::default()
+                        .put(key.as_str(), Response::from(to_store))
+                        .await
+                    {
+                        event_line(&Event::CacheError {
+                            op: "put",
+                            error: &e.to_string(),
+                        });
                     }
                 });
             }
@@ -489,14 +447,20 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         continent: continent.as_deref(),
         has_body: inner.body().is_some() && declares_body(&view),
     };
-    let mut ports = EdgePorts::new(inner, incoming.has_body);
+    // `Clone::clone` copies the handle; `Request.clone()` would tee the body.
+    let mut ports = EdgePorts::new(Clone::clone(inner), incoming.has_body);
     ports.kv = env.kv("GATEWAY_KV").ok();
     ports.metrics = env.analytics_engine("GATEWAY_METRICS").ok();
     let reply = pipeline::handle(&isolate.gw, &isolate.state, &ports, &incoming).await;
-    if reply.after.flush_limits {
-        if let Some(kv) = ports.kv.clone() {
-            ctx.wait_until(flush_limits(isolate.clone(), kv));
-        }
+    if reply.after.flush_limits && ports.kv.is_some() {
+        let background = EdgePorts {
+            kv: ports.kv.clone(),
+            ..EdgePorts::new(Clone::clone(inner), false)
+        };
+        let isolate = isolate.clone();
+        ctx.wait_until(async move {
+            crate::policy::ratelimit::phase::flush(&isolate.state.limiter, &background).await;
+        });
     }
     render_with(reply, Some(&ctx), ports.now_ms())
 }

@@ -1,6 +1,10 @@
 //! `/__gateway/*`: health and cache purge, answered by the gateway itself.
 
 use super::*;
+use crate::http::path::normalize;
+use crate::http::problem::Kind;
+use crate::policy::cache::phase::cache_key;
+use crate::route::Match;
 
 /// Compares two secrets in time independent of where they differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -16,7 +20,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 
 /// `/__gateway/*`: answered by the gateway itself, never routed upstream.
 pub(super) async fn endpoint<P: Ports, H: HeaderView + ?Sized>(
-    call: &Call<'_, '_, P, H>,
+    call: &Call<'_, P, H>,
     own: &str,
 ) -> Result<Reply<P::Response>, Problem> {
     let Call { gw, req, .. } = *call;
@@ -33,7 +37,7 @@ pub(super) async fn endpoint<P: Ports, H: HeaderView + ?Sized>(
                 serde_json::json!({
                     "status": "ok",
                     "routes": gw.routes.len(),
-                    "version": VERSION,
+                    "version": crate::gateway::VERSION,
                 }),
             ))
         }
@@ -55,7 +59,7 @@ pub(super) async fn endpoint<P: Ports, H: HeaderView + ?Sized>(
 /// The entry purged is the one a GET for that path on this host would hit, with
 /// this request's own `vary` headers (and `subject` on routes with auth).
 async fn purge<P: Ports, H: HeaderView + ?Sized>(
-    call: &Call<'_, '_, P, H>,
+    call: &Call<'_, P, H>,
 ) -> Result<Reply<P::Response>, Problem> {
     let Call { gw, ports, req, .. } = *call;
     let presented = req
@@ -96,8 +100,7 @@ async fn purge<P: Ports, H: HeaderView + ?Sized>(
         }
     };
     let policy = route
-        .cache
-        .as_ref()
+        .cache()
         .ok_or_else(|| Problem::new(Kind::BadRequest, "that route is not cached"))?;
     let subject = query_param(req.query, "subject");
     let key = cache_key(

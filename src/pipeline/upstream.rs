@@ -1,6 +1,11 @@
 //! The upstream phase: region choice, failover, the request the origin receives.
 
 use super::*;
+use crate::http::problem::Kind;
+use crate::log::Event;
+use crate::policy::cache;
+use crate::ports::{FetchError, UpstreamRequest};
+use crate::upstream::region::{is_retryable_method, is_retryable_status};
 
 /// A valid W3C `traceparent` is kept; otherwise a new one is made.
 fn traceparent<P: Ports, H: HeaderView + ?Sized>(ports: &P, req: &Incoming<'_, H>) -> String {
@@ -41,14 +46,12 @@ impl<P: Ports> HeaderView for ResponseHeaders<'_, P> {
     }
 }
 
-/// The header changes for the upstream request.
+/// The header changes for the upstream request: the gateway's own, then the chain's.
 fn upstream_headers<P: Ports, H: HeaderView + ?Sized>(
-    call: &Call<'_, '_, P, H>,
-    route: &RouteRt,
-    verified: Option<&Verified>,
-    rid: &str,
+    x: &Exchange<'_, P, H>,
+    cx: &Ctx,
 ) -> HeaderEdits {
-    let Call { gw, ports, req, .. } = *call;
+    let (gw, ports, req) = (x.gw, x.ports, x.req);
     let mut edits = HeaderEdits::default();
     edits.remove_unwanted(req.headers, &gw.dropped_request_headers);
     if let Some(ip) = req.client_ip {
@@ -56,54 +59,39 @@ fn upstream_headers<P: Ports, H: HeaderView + ?Sized>(
     }
     edits.set("x-forwarded-proto", req.scheme);
     edits.set("x-forwarded-host", req.host);
-    edits.set("x-request-id", rid);
+    edits.set("x-request-id", cx.rid.as_str());
     edits.set("traceparent", traceparent(ports, req));
-    if let (Some(v), Some((provider, _))) = (verified, &route.auth) {
-        if let Ok(provider) = &gw.providers[*provider] {
-            for (name, value) in crate::policy::auth::forwarded_headers(provider, v) {
-                edits.set(name.to_string(), value);
-            }
-        }
+    for policy in &x.route.chain {
+        policy.on_upstream_request(x, cx, &mut edits);
     }
     edits
 }
 
 /// Logs a circuit breaker state change as its own line.
-fn log_transition<P: Ports>(ports: &P, origin: &str, region: &str, transition: &str) {
-    let line = serde_json::json!({
-        "event": "circuit_breaker",
-        "origin": origin,
-        "region": region,
-        "transition": transition,
+fn log_transition<P: Ports>(ports: &P, origin: &str, region: &str, transition: &'static str) {
+    ports.event(&Event::CircuitBreaker {
+        origin,
+        region,
+        transition,
     });
-    ports.event(&line.to_string());
 }
 
 /// Sends the request to the chosen region, failing over to the others in order.
 pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
-    call: &Call<'_, '_, P, H>,
-    route: &RouteRt,
-    method: Method,
-    path: &str,
-    params: &Params<'_>,
-    verified: Option<&Verified>,
-    ctx: &mut Ctx<'_>,
+    x: &Exchange<'_, P, H>,
+    ctx: &mut Ctx,
 ) -> Result<Reply<P::Response>, Problem> {
-    let Call {
-        gw,
-        state,
-        ports,
-        req,
-    } = *call;
+    let (gw, state, ports, req) = (x.gw, x.state, x.ports, x.req);
+    let (route, method) = (x.route, x.method);
     let origin_index = route.origin;
     let origin = &gw.origins[origin_index];
-    let Some(upstream_path) = route.upstream_path(path, params) else {
+    let Some(upstream_path) = route.upstream_path(x.path, x.params) else {
         return Err(Problem::new(
             Kind::BadRequest,
             "this path cannot be forwarded: its rewrite would contain a dot segment",
         ));
     };
-    let headers = upstream_headers(call, route, verified, &ctx.rid);
+    let headers = upstream_headers(x, ctx);
     let may_retry = is_retryable_method(method) && !req.has_body;
     let mut order = origin
         .choice

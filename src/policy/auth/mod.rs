@@ -41,6 +41,7 @@
 mod es384;
 pub mod jwks;
 mod keys;
+pub mod phase;
 pub mod seen;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
@@ -55,6 +56,7 @@ pub use jwks::{max_age, JwksCache, Plan};
 pub use keys::{parse_jwks, KeySet, MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
 
 use crate::config::types::{Algorithm, JwtProvider};
+use crate::config::validate::is_token;
 use keys::{AlgSet, HmacKeys};
 use seen::SeenSignatures;
 
@@ -342,14 +344,6 @@ impl Provider {
             AuthError::Invalid(NO_KEY)
         })
     }
-}
-
-/// RFC 9110 `token`: the characters of a header name.
-fn is_token(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A decoded, not yet verified token: parse it once, ask for its `kid`, then verify it.

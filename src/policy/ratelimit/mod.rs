@@ -186,6 +186,7 @@
 //! ```
 
 mod key;
+pub mod phase;
 mod value;
 
 #[cfg(test)]

@@ -52,7 +52,10 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
+use crate::config::validate::is_token;
 use crate::config::{Cors, Method, Route};
+
+pub mod phase;
 
 /// `access-control-allow-origin`.
 pub const ALLOW_ORIGIN: &str = "access-control-allow-origin";
@@ -302,13 +305,6 @@ fn echo_headers(requested: &str) -> Result<String, ()> {
         out.extend(name.chars().map(|c| c.to_ascii_lowercase()));
     }
     Ok(out)
-}
-
-/// RFC 9110 token: one or more tchar.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Compares a lower-case `allowed` with `origin` lower-cased, without allocating.

@@ -1,20 +1,62 @@
-//! The auth phase: the bearer token, verified against the route's provider.
+//! The auth phase: the bearer token, verified against the route's provider;
+//! the provider's `forward_claims` set on the upstream request.
 
-use super::*;
+use super::jwks::Plan;
+use super::{forwarded_headers, parse_jwks, verify_token_seen, AuthError, Token, Verified};
+use crate::http::headers::HeaderEdits;
+use crate::http::problem::{Kind, Problem};
+use crate::http::HeaderView;
+use crate::log::Event;
+use crate::pipeline::{Ctx, Exchange, Flow};
+use crate::policy::auth::jwks::max_age;
+use crate::policy::ratelimit::WAIT_POLL_MS;
+use crate::ports::Ports;
+
+/// A route's token requirement, compiled.
+#[derive(Debug, Clone)]
+pub struct RouteAuth {
+    /// The provider: an index into `Gateway::providers`.
+    pub provider: usize,
+    /// Every one of these scopes is required.
+    pub scopes: Vec<String>,
+}
+
+impl RouteAuth {
+    /// Verifies the request's bearer token; the verified identity goes into `cx`.
+    pub async fn on_request<P: Ports, H: HeaderView + ?Sized>(
+        &self,
+        x: &Exchange<'_, P, H>,
+        cx: &mut Ctx,
+    ) -> Result<Flow<P::Response>, Problem> {
+        let verified = authenticate(x, self.provider, &self.scopes, cx).await?;
+        cx.log.subject = verified.subject.clone();
+        cx.identity = Some(verified);
+        Ok(Flow::Continue)
+    }
+
+    /// The provider's `forward_claims` headers, from the verified token.
+    pub fn on_upstream_request<P: Ports, H: HeaderView + ?Sized>(
+        &self,
+        x: &Exchange<'_, P, H>,
+        cx: &Ctx,
+        edits: &mut HeaderEdits,
+    ) {
+        if let (Some(v), Ok(provider)) = (&cx.identity, &x.gw.providers[self.provider]) {
+            for (name, value) in forwarded_headers(provider, v) {
+                edits.set(name.to_string(), value);
+            }
+        }
+    }
+}
 
 /// Verifies the bearer token of a request for a provider.
-pub(super) async fn authenticate<P: Ports, H: HeaderView + ?Sized>(
-    call: &Call<'_, '_, P, H>,
+async fn authenticate<P: Ports, H: HeaderView + ?Sized>(
+    x: &Exchange<'_, P, H>,
     provider_index: usize,
     scopes: &[String],
-    ctx: &mut Ctx<'_>,
+    ctx: &mut Ctx,
 ) -> Result<Verified, Problem> {
-    let Call {
-        gw,
-        state,
-        ports,
-        req,
-    } = *call;
+    let (gw, state, ports, req) = (x.gw, x.state, x.ports, x.req);
     let provider = match &gw.providers[provider_index] {
         Ok(p) => p,
         Err(reason) => {
@@ -26,7 +68,7 @@ pub(super) async fn authenticate<P: Ports, H: HeaderView + ?Sized>(
         }
     };
     let authorization = req.headers.get("authorization");
-    let fail = |e: AuthError, ctx: &mut Ctx<'_>| {
+    let fail = |e: AuthError, ctx: &mut Ctx| {
         ctx.log.error = Some(format!("auth: {}", e.reason()));
         let kind = match e.status() {
             403 => Kind::Forbidden,
@@ -78,10 +120,10 @@ pub(super) async fn authenticate<P: Ports, H: HeaderView + ?Sized>(
                         Err(e) => (Err(e), None),
                     };
                     if let Err(e) = &parsed {
-                        ports.event(
-                            &serde_json::json!({"event": "jwks_error", "provider": provider.name(), "error": e})
-                                .to_string(),
-                        );
+                        ports.event(&Event::JwksError {
+                            provider: provider.name(),
+                            error: e,
+                        });
                     }
                     cache.borrow_mut().on_fetched(ports.now_ms(), parsed, age);
                 }

@@ -64,6 +64,8 @@ use url::Url;
 
 use crate::config::{CacheRule, Method, Route};
 
+pub mod phase;
+
 /// The response header naming the cache outcome.
 pub const X_CACHE: &str = "x-cache";
 

@@ -1,0 +1,59 @@
+//! The CORS phase: preflights answered while routing, the CORS headers of
+//! every other answer added on the way back.
+
+use super::{is_preflight, CorsPolicy, VARY};
+use crate::config::Method;
+use crate::gateway::{Gateway, RouteRt};
+use crate::http::headers::HeaderEdits;
+use crate::http::HeaderView;
+use crate::pipeline::{Body, Incoming, Reply};
+use crate::route::Match;
+
+/// The answer to a CORS preflight, and the route whose policy gave it, when
+/// the request is one and the route for the method it asks about has a policy
+/// that answers it; otherwise the request is an ordinary `OPTIONS` request.
+pub fn preflight<'g, R, H: HeaderView + ?Sized>(
+    gw: &'g Gateway,
+    req: &Incoming<'_, H>,
+    path: &str,
+) -> Option<(&'g RouteRt, Reply<R>)> {
+    let origin = req.headers.get("origin");
+    let asked = req.headers.get("access-control-request-method");
+    if !is_preflight(req.method, origin.as_deref(), asked.as_deref()) {
+        return None;
+    }
+    let method = asked.as_deref().and_then(Method::parse);
+    let route = match gw.table.lookup(req.host, path, method) {
+        Match::Found { route, .. } => &gw.routes[route],
+        // Asked for a method the path does not allow: the path's policy answers,
+        // and its allow-methods do not offer the method.
+        _ => gw.route_for_any_method(req.host, path)?,
+    };
+    let requested_headers = req.headers.get("access-control-request-headers");
+    let answer = route.cors()?.preflight(
+        origin.as_deref(),
+        asked.as_deref(),
+        requested_headers.as_deref(),
+    )?;
+    let mut headers = HeaderEdits::default();
+    for (name, value) in answer.headers {
+        headers.set(name, value.into_owned());
+    }
+    Some((route, Reply::own(answer.status, Body::Empty, headers)))
+}
+
+/// The CORS headers of an answer other than a preflight's, whatever its status.
+pub fn on_response<R, H: HeaderView + ?Sized>(
+    policy: &CorsPolicy,
+    req: &Incoming<'_, H>,
+    reply: &mut Reply<R>,
+) {
+    let origin = req.headers.get("origin");
+    for (name, value) in policy.actual_headers(origin.as_deref()) {
+        if name == VARY {
+            reply.headers.append(name, value);
+        } else {
+            reply.headers.set(name, value.to_string());
+        }
+    }
+}
