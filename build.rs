@@ -6,6 +6,16 @@
 #[allow(dead_code, unused_imports)]
 #[path = "src/config/mod.rs"]
 mod config;
+// Validation finds path conflicts with the route table the Worker runs.
+#[allow(dead_code)]
+#[path = "src/http/path.rs"]
+pub mod http_path;
+#[allow(dead_code)]
+#[path = "src/route.rs"]
+mod route;
+mod http {
+    pub use super::http_path as path;
+}
 
 use std::path::PathBuf;
 
@@ -13,6 +23,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=GATEWAY_ROUTES");
     println!("cargo:rerun-if-env-changed=GATEWAY_BUILD_VERSION");
     println!("cargo:rerun-if-changed=src/config");
+    println!("cargo:rerun-if-changed=src/route.rs");
+    println!("cargo:rerun-if-changed=src/http/path.rs");
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let path = match std::env::var("GATEWAY_ROUTES") {
         Ok(p) if !p.is_empty() => root.join(p),

@@ -9,8 +9,62 @@ use std::collections::HashMap;
 
 use crate::config::path::parse_path;
 use crate::config::validate::route_methods;
-use crate::config::{Method, RoutesFile};
+use crate::config::{Method, Route, RoutesFile};
 use crate::http::path::is_dot_segment;
+
+/// Why a route cannot join the table; `route` and `with` index the routes file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// The same path (up to parameter names) on the same host, for these methods too.
+    Methods {
+        route: usize,
+        with: usize,
+        methods: Vec<Method>,
+    },
+    /// Paths that match the same requests ambiguously (matchit refuses them).
+    Ambiguous { route: usize, with: usize },
+    /// A path matchit cannot take, or one that does not parse.
+    Invalid { route: usize, error: String },
+}
+
+impl Conflict {
+    /// The message `gateway check` prints, naming the other route.
+    pub fn message(&self, routes: &[Route]) -> String {
+        let id = |i: usize| routes.get(i).map_or("?", |r| r.id.as_str());
+        match self {
+            Conflict::Methods {
+                route,
+                with,
+                methods,
+            } => {
+                let methods: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+                format!(
+                    "path \"{}\" conflicts with route \"{}\" for {} on the same host",
+                    routes[*route].path,
+                    id(*with),
+                    methods.join(", ")
+                )
+            }
+            Conflict::Ambiguous { route, with } => format!(
+                "path \"{}\" conflicts with route \"{}\" on the same host (ambiguous match)",
+                routes[*route].path,
+                id(*with)
+            ),
+            Conflict::Invalid { route, error } => {
+                format!("path \"{}\" is not valid: {error}", routes[*route].path)
+            }
+        }
+    }
+
+    /// The route that could not join.
+    pub fn route(&self) -> usize {
+        match self {
+            Conflict::Methods { route, .. }
+            | Conflict::Ambiguous { route, .. }
+            | Conflict::Invalid { route, .. } => *route,
+        }
+    }
+}
 
 /// Positional path parameters of a match (in the order the route's path names them).
 pub type Params<'p> = Vec<&'p str>;
@@ -33,6 +87,8 @@ pub enum Match<'t, 'p> {
 struct Slot {
     by_method: [Option<usize>; Method::ALL.len()],
     allow: String,
+    /// The first route on this path.
+    first: usize,
 }
 
 #[derive(Debug, Default)]
@@ -44,22 +100,55 @@ struct Table {
 }
 
 impl Table {
-    fn insert(&mut self, canonical: &str, route: usize, methods: &[Method]) -> Result<(), String> {
+    fn insert(
+        &mut self,
+        canonical: &str,
+        route: usize,
+        methods: &[Method],
+    ) -> Result<(), Conflict> {
         let slot = match self.paths.get(canonical) {
             Some(&slot) => slot,
             None => {
                 let index = self.slots.len();
-                self.router
-                    .insert(canonical, index)
-                    .map_err(|e| e.to_string())?;
-                self.slots.push(Slot::default());
+                self.router.insert(canonical, index).map_err(|e| match e {
+                    matchit::InsertError::Conflict { with } => Conflict::Ambiguous {
+                        route,
+                        with: self
+                            .paths
+                            .get(&with)
+                            .map_or(route, |&s| self.slots[s].first),
+                    },
+                    other => Conflict::Invalid {
+                        route,
+                        error: other.to_string(),
+                    },
+                })?;
+                self.slots.push(Slot {
+                    first: route,
+                    ..Slot::default()
+                });
                 self.paths.insert(canonical.to_string(), index);
                 index
             }
         };
         let slot = &mut self.slots[slot];
+        let taken: Vec<(Method, usize)> = methods
+            .iter()
+            .filter_map(|m| slot.by_method[m.index()].map(|other| (*m, other)))
+            .collect();
+        if let Some(&(_, with)) = taken.first() {
+            return Err(Conflict::Methods {
+                route,
+                with,
+                methods: taken
+                    .into_iter()
+                    .filter(|(_, other)| *other == with)
+                    .map(|(m, _)| m)
+                    .collect(),
+            });
+        }
         for m in methods {
-            slot.by_method[m.index()].get_or_insert(route);
+            slot.by_method[m.index()] = Some(route);
         }
         slot.allow = Method::ALL
             .iter()
@@ -101,10 +190,33 @@ pub struct RouteTable {
 impl RouteTable {
     /// Indexes the routes of a validated file; route `i` is `file.routes[i]`.
     pub fn build(file: &RoutesFile) -> Result<RouteTable, String> {
+        let (table, conflicts) = RouteTable::build_from(file.routes.iter().enumerate());
+        match conflicts.first() {
+            None => Ok(table),
+            Some(c) => Err(format!(
+                "route \"{}\": {}",
+                file.routes[c.route()].id,
+                c.message(&file.routes)
+            )),
+        }
+    }
+
+    /// Indexes routes given with their index in the file, and says which could
+    /// not join the table and why: the one check of path conflicts, used by
+    /// validation and at start-up alike.
+    pub fn build_from<'r>(
+        routes: impl IntoIterator<Item = (usize, &'r Route)>,
+    ) -> (RouteTable, Vec<Conflict>) {
         let mut table = RouteTable::default();
-        for (i, route) in file.routes.iter().enumerate() {
-            let template =
-                parse_path(&route.path).map_err(|e| format!("route \"{}\": path {e}", route.id))?;
+        let mut conflicts = Vec::new();
+        for (i, route) in routes {
+            let template = match parse_path(&route.path) {
+                Ok(t) => t,
+                Err(error) => {
+                    conflicts.push(Conflict::Invalid { route: i, error });
+                    continue;
+                }
+            };
             let methods: Vec<Method> = route_methods(route).into_iter().collect();
             let target = match route.host.as_deref().map(str::to_ascii_lowercase) {
                 None => &mut table.any,
@@ -122,14 +234,14 @@ impl RouteTable {
                     None => table.exact.entry(host).or_default(),
                 },
             };
-            target
-                .insert(&template.canonical, i, &methods)
-                .map_err(|e| format!("route \"{}\": {e}", route.id))?;
+            if let Err(c) = target.insert(&template.canonical, i, &methods) {
+                conflicts.push(c);
+            }
         }
         table
             .wildcard
             .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
-        Ok(table)
+        (table, conflicts)
     }
 
     /// Finds the route for a host (any case, port allowed), a normalized path and a method
@@ -337,5 +449,47 @@ mod tests {
         assert_eq!(host_without_port("a.example.com:80"), "a.example.com");
         assert_eq!(host_without_port("[::1]:8787"), "[::1]");
         assert_eq!(host_without_port("localhost"), "localhost");
+    }
+
+    #[test]
+    fn conflicts_are_typed_and_name_both_routes() {
+        let file: RoutesFile = serde_json::from_str(
+            r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://127.0.0.1:1"}]}},
+                "routes": [
+                  {"id": "a", "path": "/u/{id}", "methods": ["GET"], "origin": "o"},
+                  {"id": "b", "path": "/u/{name}", "methods": ["POST"], "origin": "o"},
+                  {"id": "c", "path": "/u/{x}", "methods": ["PUT", "GET"], "origin": "o"},
+                  {"id": "d", "path": "/v/{a}", "origin": "o"},
+                  {"id": "e", "path": "/v/{*rest}", "origin": "o"},
+                  {"id": "f", "path": "/u/{x}", "host": "api.example.com", "origin": "o"}
+                ]}"#,
+        )
+        .unwrap();
+        let (table, conflicts) = RouteTable::build_from(file.routes.iter().enumerate());
+        assert_eq!(conflicts.len(), 2, "{conflicts:?}");
+        assert_eq!(
+            conflicts[0],
+            Conflict::Methods {
+                route: 2,
+                with: 0,
+                methods: vec![Method::Get, Method::Head],
+            }
+        );
+        assert_eq!(
+            conflicts[0].message(&file.routes),
+            "path \"/u/{x}\" conflicts with route \"a\" for GET, HEAD on the same host"
+        );
+        assert!(
+            matches!(conflicts[1], Conflict::Ambiguous { route: 4, with: 3 }),
+            "{conflicts:?}"
+        );
+        // What joined still routes; a conflicting route took nothing.
+        assert!(matches!(
+            table.lookup("x", "/u/1", Some(Method::Put)),
+            Match::MethodNotAllowed { .. }
+        ));
+        assert!(RouteTable::build(&file)
+            .unwrap_err()
+            .starts_with("route \"c\": path"));
     }
 }

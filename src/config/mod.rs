@@ -1,7 +1,8 @@
 //! The routes file: its types, its validation and its JSON Schema.
 //!
-//! This module depends on nothing else in the crate, so the build script can
-//! compile it too and refuse to embed an invalid file.
+//! This module depends on nothing else in the crate but the route table
+//! (`crate::route`, which finds path conflicts) and the path helpers it uses, so
+//! the build script can compile them too and refuse to embed an invalid file.
 
 pub mod path;
 pub mod types;

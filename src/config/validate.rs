@@ -392,11 +392,6 @@ fn check_jwt(name: &str, p: &JwtProvider, problems: &mut Problems) {
     }
 }
 
-/// A route's host as used for grouping: lower case, `None` for any host.
-pub fn host_key(host: Option<&str>) -> String {
-    host.map(str::to_ascii_lowercase).unwrap_or_default()
-}
-
 /// The methods a route answers: its list (GET implying HEAD), or all.
 pub fn route_methods(route: &Route) -> BTreeSet<Method> {
     match &route.methods {
@@ -411,10 +406,6 @@ pub fn route_methods(route: &Route) -> BTreeSet<Method> {
     }
 }
 
-/// One host's paths: a matchit router over canonical paths whose values index
-/// `.1`, the routes (index and methods) that share each path.
-type PathTable = (matchit::Router<usize>, Vec<Vec<(usize, BTreeSet<Method>)>>);
-
 fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
     for (name, origin) in &file.origins {
         check_origin(name, origin, problems);
@@ -427,8 +418,8 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
     }
 
     let mut ids: HashMap<&str, usize> = HashMap::new();
-    // host -> matchit router over canonical paths -> (route index, methods) of routes there
-    let mut tables: HashMap<String, PathTable> = HashMap::new();
+    // The routes whose paths parse: the route table finds their conflicts.
+    let mut routable = Vec::with_capacity(file.routes.len());
     for (index, route) in file.routes.iter().enumerate() {
         let subject = format!("route \"{}\"", route.id);
         if route.id.is_empty() {
@@ -545,56 +536,13 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
                 problems.add(&subject, format!("rewrite \"{rewrite}\" {e}"));
             }
         }
-        let methods = route_methods(route);
-        let (router, entries) = tables.entry(host_key(route.host.as_deref())).or_default();
-        match router.insert(template.canonical.clone(), entries.len()) {
-            Ok(()) => entries.push(vec![(index, methods)]),
-            Err(matchit::InsertError::Conflict { with }) => {
-                // The same canonical path: a conflict only where methods overlap.
-                let same = router
-                    .at(&with)
-                    .ok()
-                    .filter(|_| with == template.canonical)
-                    .map(|m| *m.value);
-                match same {
-                    Some(slot) => {
-                        for (other, other_methods) in &entries[slot] {
-                            let overlap: Vec<&str> = methods
-                                .intersection(other_methods)
-                                .map(|m| m.as_str())
-                                .collect();
-                            if !overlap.is_empty() {
-                                problems.add(&subject, format!(
-                                    "path \"{}\" conflicts with route \"{}\" for {} on the same host",
-                                    route.path, file.routes[*other].id, overlap.join(", ")
-                                ));
-                            }
-                        }
-                        entries[slot].push((index, methods));
-                    }
-                    None => {
-                        let other = entries
-                            .iter()
-                            .flatten()
-                            .find(|(i, _)| {
-                                parse_path(&file.routes[*i].path)
-                                    .map(|t| t.canonical == with)
-                                    .unwrap_or(false)
-                            })
-                            .map(|(i, _)| file.routes[*i].id.clone())
-                            .unwrap_or_else(|| with.clone());
-                        problems.add(&subject, format!(
-                            "path \"{}\" conflicts with route \"{other}\" on the same host (ambiguous match)",
-                            route.path
-                        ));
-                    }
-                }
-            }
-            Err(e) => problems.add(
-                &subject,
-                format!("path \"{}\" is not valid: {e}", route.path),
-            ),
-        }
+        routable.push(index);
+    }
+    let (_, conflicts) =
+        crate::route::RouteTable::build_from(routable.iter().map(|&i| (i, &file.routes[i])));
+    for c in conflicts {
+        let subject = format!("route \"{}\"", file.routes[c.route()].id);
+        problems.add(&subject, c.message(&file.routes));
     }
     if routes_ok && file.routes.is_empty() {
         problems.add("file", "routes must list at least one route");
