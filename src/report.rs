@@ -1,7 +1,9 @@
 //! Human-readable views of a routes file: the route table and the changes between two files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
+
+use serde_json::Value;
 
 use crate::config::{Route, RoutesFile};
 
@@ -43,12 +45,45 @@ fn target(r: &Route) -> String {
     }
 }
 
-/// One row per route: id, methods, host, path, origin and upstream path, auth, limit, cache.
+/// The fields of a route that have a column of their own in [`table`].
+const COLUMNS: [&str; 10] = [
+    "id",
+    "methods",
+    "host",
+    "path",
+    "origin",
+    "rewrite",
+    "auth",
+    "rate_limit",
+    "cache",
+    "cors",
+];
+
+/// Every other field a route sets, as `name=json`: new fields appear without
+/// anyone listing them here.
+fn other(r: &Route) -> String {
+    let Ok(Value::Object(fields)) = serde_json::to_value(r) else {
+        return "-".into();
+    };
+    let rest: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| !COLUMNS.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if rest.is_empty() {
+        "-".into()
+    } else {
+        rest.join(" ")
+    }
+}
+
+/// One row per route: id, methods, host, path, origin and upstream path, auth,
+/// limit, cache, CORS, and every other field the route sets.
 pub fn table(file: &RoutesFile) -> String {
     let header = [
-        "ID", "METHODS", "HOST", "PATH", "UPSTREAM", "AUTH", "LIMIT", "CACHE",
+        "ID", "METHODS", "HOST", "PATH", "UPSTREAM", "AUTH", "LIMIT", "CACHE", "CORS", "OTHER",
     ];
-    let rows: Vec<[String; 8]> = file
+    let rows: Vec<[String; 10]> = file
         .routes
         .iter()
         .map(|r| {
@@ -61,6 +96,12 @@ pub fn table(file: &RoutesFile) -> String {
                 auth(r),
                 limit(r),
                 cache(r),
+                if r.cors.is_some() {
+                    "own".into()
+                } else {
+                    "-".into()
+                },
+                other(r),
             ]
         })
         .collect();
@@ -90,126 +131,89 @@ pub fn table(file: &RoutesFile) -> String {
     out
 }
 
-/// What a reviewer wants to see on a route change: routes added, removed and changed, field by field.
+/// Compact JSON of a value, `-` when absent.
+fn show(v: Option<&Value>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+/// Every difference between two JSON values below `path`, as
+/// `(dotted.path, before, after)`: objects field by field, anything else whole.
+fn changes(
+    path: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    out: &mut Vec<(String, String, String)>,
+) {
+    match (old, new) {
+        (Some(Value::Object(o)), Some(Value::Object(n))) => {
+            let keys: BTreeSet<&String> = o.keys().chain(n.keys()).collect();
+            for k in keys {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                changes(&sub, o.get(k), n.get(k), out);
+            }
+        }
+        (o, n) if o != n => out.push((path.to_string(), show(o), show(n))),
+        _ => {}
+    }
+}
+
+/// A route's fields as JSON, by id.
+fn routes_by_id(file: &RoutesFile) -> BTreeMap<&str, (&Route, Value)> {
+    file.routes
+        .iter()
+        .map(|r| {
+            (
+                r.id.as_str(),
+                (r, serde_json::to_value(r).unwrap_or_default()),
+            )
+        })
+        .collect()
+}
+
+/// What a reviewer wants to see on a route change: routes added, removed and
+/// changed, field by field, then every other section. Derived from the
+/// serialized types, so every field of the file appears.
 pub fn diff(old: &RoutesFile, new: &RoutesFile) -> String {
-    let old_routes: BTreeMap<&str, &Route> =
-        old.routes.iter().map(|r| (r.id.as_str(), r)).collect();
-    let new_routes: BTreeMap<&str, &Route> =
-        new.routes.iter().map(|r| (r.id.as_str(), r)).collect();
+    let old_routes = routes_by_id(old);
+    let new_routes = routes_by_id(new);
     let mut out = String::new();
-    for (id, r) in &new_routes {
+    let summary = |r: &Route| format!("{} {} -> {}", methods(r), r.path, target(r));
+    for (id, (r, _)) in &new_routes {
         if !old_routes.contains_key(id) {
-            let _ = writeln!(
-                out,
-                "+ route \"{id}\": {} {} -> {}",
-                methods(r),
-                r.path,
-                target(r)
-            );
+            let _ = writeln!(out, "+ route \"{id}\": {}", summary(r));
         }
     }
-    for (id, r) in &old_routes {
+    for (id, (r, _)) in &old_routes {
         if !new_routes.contains_key(id) {
-            let _ = writeln!(
-                out,
-                "- route \"{id}\": {} {} -> {}",
-                methods(r),
-                r.path,
-                target(r)
-            );
+            let _ = writeln!(out, "- route \"{id}\": {}", summary(r));
         }
     }
-    for (id, new_r) in &new_routes {
-        let Some(old_r) = old_routes.get(id) else {
+    for (id, (_, new_v)) in &new_routes {
+        let Some((_, old_v)) = old_routes.get(id) else {
             continue;
         };
-        let fields: [(&str, String, String); 9] = [
-            ("path", old_r.path.clone(), new_r.path.clone()),
-            (
-                "host",
-                old_r.host.clone().unwrap_or("*".into()),
-                new_r.host.clone().unwrap_or("*".into()),
-            ),
-            ("methods", methods(old_r), methods(new_r)),
-            ("upstream", target(old_r), target(new_r)),
-            ("auth", auth(old_r), auth(new_r)),
-            ("rate_limit", limit(old_r), limit(new_r)),
-            ("cache", cache(old_r), cache(new_r)),
-            (
-                "timeout_ms",
-                old_r.timeout_ms.map_or("-".into(), |t| t.to_string()),
-                new_r.timeout_ms.map_or("-".into(), |t| t.to_string()),
-            ),
-            (
-                "cors",
-                old_r
-                    .cors
-                    .as_ref()
-                    .map_or("-".into(), |c| serde_json::to_string(c).unwrap_or_default()),
-                new_r
-                    .cors
-                    .as_ref()
-                    .map_or("-".into(), |c| serde_json::to_string(c).unwrap_or_default()),
-            ),
-        ];
-        for (name, before, after) in fields {
-            if before != after {
-                let _ = writeln!(out, "~ route \"{id}\": {name}: {before} -> {after}");
-            }
+        let mut found = Vec::new();
+        changes("", Some(old_v), Some(new_v), &mut found);
+        for (field, before, after) in found {
+            let _ = writeln!(out, "~ route \"{id}\": {field}: {before} -> {after}");
         }
     }
     let sections = |f: &RoutesFile| {
-        (
-            serde_json::to_value(&f.origins).unwrap_or_default(),
-            serde_json::to_value(&f.jwt).unwrap_or_default(),
-            serde_json::to_value(&f.cors).unwrap_or_default(),
-        )
+        let mut v = serde_json::to_value(f).unwrap_or_default();
+        if let Value::Object(map) = &mut v {
+            map.remove("routes");
+            map.remove("$schema");
+        }
+        v
     };
-    let (oo, oj, oc) = sections(old);
-    let (no, nj, nc) = sections(new);
-    for name in old
-        .origins
-        .keys()
-        .chain(new.origins.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        match (old.origins.get(name), new.origins.get(name)) {
-            (None, Some(_)) => {
-                let _ = writeln!(out, "+ origin \"{name}\"");
-            }
-            (Some(_), None) => {
-                let _ = writeln!(out, "- origin \"{name}\"");
-            }
-            _ if oo.get(name) != no.get(name) => {
-                let _ = writeln!(
-                    out,
-                    "~ origin \"{name}\": regions, timeout or circuit breaker changed"
-                );
-            }
-            _ => {}
-        }
-    }
-    for name in old
-        .jwt
-        .keys()
-        .chain(new.jwt.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        match (old.jwt.get(name), new.jwt.get(name)) {
-            (None, Some(_)) => {
-                let _ = writeln!(out, "+ jwt \"{name}\"");
-            }
-            (Some(_), None) => {
-                let _ = writeln!(out, "- jwt \"{name}\"");
-            }
-            _ if oj.get(name) != nj.get(name) => {
-                let _ = writeln!(out, "~ jwt \"{name}\": provider settings changed");
-            }
-            _ => {}
-        }
-    }
-    if oc != nc {
-        let _ = writeln!(out, "~ cors: top-level policy changed");
+    let mut found = Vec::new();
+    changes("", Some(&sections(old)), Some(&sections(new)), &mut found);
+    for (field, before, after) in found {
+        let _ = writeln!(out, "~ {field}: {before} -> {after}");
     }
     if out.is_empty() {
         out.push_str("no route changes\n");
@@ -244,11 +248,11 @@ mod tests {
             d,
             "+ route \"added\": POST /a -> o\n\
              - route \"gone\": GET /g -> o\n\
-             ~ route \"change\": methods: GET -> GET,PUT\n\
-             ~ route \"change\": upstream: o -> o /v2/{id}\n\
-             ~ route \"change\": rate_limit: 10/60s by ip -> 20/60s by ip\n\
-             ~ route \"change\": cache: - -> 30s\n\
-             ~ origin \"o\": regions, timeout or circuit breaker changed\n"
+             ~ route \"change\": cache: - -> {\"ttl_s\":30}\n\
+             ~ route \"change\": methods: [\"GET\"] -> [\"GET\",\"PUT\"]\n\
+             ~ route \"change\": rate_limit.requests: 10 -> 20\n\
+             ~ route \"change\": rewrite: - -> \"/v2/{id}\"\n\
+             ~ origins.o.regions: [{\"name\":\"r\",\"serves\":[],\"url\":\"http://h\"}] -> [{\"name\":\"r\",\"serves\":[],\"url\":\"http://h\"},{\"name\":\"s\",\"serves\":[],\"url\":\"http://s\"}]\n"
         );
     }
 
@@ -269,5 +273,21 @@ mod tests {
                 && lines[2].contains("20/60s by ip")
                 && lines[2].contains("30s")
         );
+    }
+
+    #[test]
+    fn every_field_appears_in_the_diff_and_the_table() {
+        let old = load(OLD).unwrap();
+        let mut new = old.clone();
+        new.routes[0].timeout_ms = Some(500);
+        new.cors = Some(serde_json::from_str(r#"{"origins": ["https://a.example"]}"#).unwrap());
+        let d = diff(&old, &new);
+        assert!(
+            d.contains("~ route \"keep\": timeout_ms: - -> 500\n"),
+            "{d}"
+        );
+        assert!(d.contains("~ cors: - -> {"), "{d}");
+        let t = table(&new);
+        assert!(t.lines().nth(1).unwrap().ends_with("timeout_ms=500"), "{t}");
     }
 }

@@ -55,7 +55,7 @@ fn check_diff_shows_route_changes() {
         out,
         "+ route \"health-check\": GET /status -> users /healthz\n\
          - route \"files\": GET,POST /files/{*rest} -> files /{rest}\n\
-         ~ route \"get-user\": methods: GET,HEAD -> GET\n\
+         ~ route \"get-user\": methods: [\"GET\",\"HEAD\"] -> [\"GET\"]\n\
          ~ route \"get-user\": timeout_ms: - -> 2000\n"
     );
 }
