@@ -442,7 +442,8 @@ fn bearer(value: &str) -> Option<&str> {
 /// The `kid` of the bearer token in `authorization`, without verifying anything; `None`
 /// when there is no kid or the token is rejected by [`Token::parse`]. Prefer parsing once
 /// with [`Token::parse`] and calling [`Token::kid`].
-pub fn token_kid(authorization: Option<&str>) -> Option<String> {
+#[cfg(test)]
+pub(crate) fn token_kid(authorization: Option<&str>) -> Option<String> {
     Token::parse(authorization).ok()?.kid
 }
 
@@ -460,7 +461,8 @@ pub struct Verified {
 }
 
 /// Parses and verifies the bearer token in `authorization` (see [`verify_token`]).
-pub fn verify(
+#[cfg(test)]
+pub(crate) fn verify(
     provider: &Provider,
     authorization: Option<&str>,
     fetched: Option<&KeySet>,
