@@ -4,6 +4,7 @@
 use crate::config::Method;
 use crate::http::headers::HeaderEdits;
 use crate::pipeline::LogLine;
+use crate::policy::ratelimit::global::{LeaseCall, LeaseReply};
 
 /// Why an upstream attempt failed before a response arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,10 @@ pub trait Ports {
     async fn fetch_jwks(&self, url: &str) -> Result<JwksDocument, String>;
     /// Reads a rate-limit counter from KV.
     async fn kv_get(&self, key: &str) -> Result<Option<String>, String>;
+    /// Sends one lease call to the Durable Object of a global rate limit
+    /// (named `call.counter`, binding `GATEWAY_LIMITER`); gives up after
+    /// `policy::ratelimit::global::CALL_TIMEOUT_MS`.
+    async fn limiter_call(&self, call: &LeaseCall) -> Result<LeaseReply, String>;
     /// Looks a key up in the edge cache.
     async fn cache_get(&self, key: &str) -> Result<Option<Self::Response>, String>;
     /// Removes a key from the edge cache; whether there was an entry.

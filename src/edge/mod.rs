@@ -14,7 +14,8 @@ use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{
     console_error, console_log, event, web_sys, AnalyticsEngineDataPointBuilder,
-    AnalyticsEngineDataset, Cache, Context, Delay, Env, Request, Response,
+    AnalyticsEngineDataset, Cache, Context, Delay, Env, ObjectNamespace, Request, RequestInit,
+    Response,
 };
 
 use crate::gateway::{Gateway, EMBEDDED_ROUTES};
@@ -23,6 +24,7 @@ use crate::http::HeaderView;
 use crate::pipeline::{self, Body, Incoming, IsolateState, LogLine, Reply, ORIGIN_CACHE_CONTROL};
 use crate::policy::auth::MAX_JWKS_BYTES;
 use crate::policy::cache;
+use crate::policy::ratelimit::global::{LeaseCall, LeaseReply, CALL_TIMEOUT_MS};
 use crate::policy::ratelimit::Then;
 use crate::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
 
@@ -163,6 +165,7 @@ struct EdgePorts<'a> {
     body_sent: Cell<bool>,
     kv: Option<KvStore>,
     metrics: Option<AnalyticsEngineDataset>,
+    limiter: Option<ObjectNamespace>,
 }
 
 impl<'a> EdgePorts<'a> {
@@ -173,6 +176,7 @@ impl<'a> EdgePorts<'a> {
             body_sent: Cell::new(false),
             kv: None,
             metrics: None,
+            limiter: None,
         }
     }
 }
@@ -261,6 +265,11 @@ impl Ports for EdgePorts<'_> {
     async fn kv_get(&self, key: &str) -> Result<Option<String>, String> {
         let kv = self.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
         kv.get(key).text().await.map_err(|e| e.to_string())
+    }
+
+    async fn limiter_call(&self, call: &LeaseCall) -> Result<LeaseReply, String> {
+        let ns = self.limiter.as_ref().ok_or("no GATEWAY_LIMITER binding")?;
+        lease_call(ns, call).await
     }
 
     async fn cache_get(&self, key: &str) -> Result<Option<web_sys::Response>, String> {
@@ -359,6 +368,78 @@ async fn flush_limits(isolate: Rc<Isolate>, kv: KvStore) {
                 let now = worker::js_sys::Date::now() as u64;
                 Delay::from(Duration::from_millis(at.saturating_sub(now).max(1))).await;
             }
+        }
+    }
+}
+
+/// One lease call to the counter's Durable Object (named by the counter id),
+/// given up after `CALL_TIMEOUT_MS`.
+async fn lease_call(ns: &ObjectNamespace, call: &LeaseCall) -> Result<LeaseReply, String> {
+    let stub = ns
+        .id_from_name(&call.counter)
+        .and_then(|id| id.get_stub())
+        .map_err(|e| e.to_string())?;
+    let body = serde_json::to_string(call).map_err(|e| e.to_string())?;
+    let headers = worker::Headers::new();
+    headers
+        .set("content-type", "application/json")
+        .map_err(|e| e.to_string())?;
+    let mut init = RequestInit::new();
+    init.with_method(worker::Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body.into()));
+    let request =
+        Request::new_with_init("https://limiter/lease", &init).map_err(|e| e.to_string())?;
+    let answer = Box::pin(async move {
+        let mut response = stub
+            .fetch_with_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        if response.status_code() != 200 {
+            return Err(format!(
+                "limiter answered {}: {}",
+                response.status_code(),
+                text.chars().take(200).collect::<String>()
+            ));
+        }
+        serde_json::from_str::<LeaseReply>(&text).map_err(|e| e.to_string())
+    });
+    let timeout = Delay::from(Duration::from_millis(CALL_TIMEOUT_MS));
+    let result = match select(answer, timeout).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err("limiter timed out".into()),
+    };
+    result
+}
+
+/// Background lease work: leases fetched ahead for busy counters, idle leases
+/// given back, spaced as the leases say.
+async fn lease_work(isolate: Rc<Isolate>, ns: ObjectNamespace) {
+    loop {
+        let now = worker::js_sys::Date::now() as u64;
+        let due = isolate.state.leases.borrow_mut().take_due(now);
+        for call in &due.calls {
+            let got = lease_call(&ns, &call.body).await;
+            if let Err(e) = &got {
+                event_line(
+                    serde_json::json!({"event": "limiter_error", "counter": call.body.counter, "error": e}),
+                );
+            }
+            let now = worker::js_sys::Date::now() as u64;
+            isolate
+                .state
+                .leases
+                .borrow_mut()
+                .on_reply(call, got.map_err(|_| ()), now);
+        }
+        match (due.calls.is_empty(), due.next_at_ms) {
+            (false, _) => {}
+            (true, Some(at)) => {
+                let now = worker::js_sys::Date::now() as u64;
+                Delay::from(Duration::from_millis(at.saturating_sub(now).max(1))).await;
+            }
+            (true, None) => break,
         }
     }
 }
@@ -492,14 +573,22 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let mut ports = EdgePorts::new(inner, incoming.has_body);
     ports.kv = env.kv("GATEWAY_KV").ok();
     ports.metrics = env.analytics_engine("GATEWAY_METRICS").ok();
+    ports.limiter = env.durable_object("GATEWAY_LIMITER").ok();
     let reply = pipeline::handle(&isolate.gw, &isolate.state, &ports, &incoming).await;
     if reply.after.flush_limits {
         if let Some(kv) = ports.kv.clone() {
             ctx.wait_until(flush_limits(isolate.clone(), kv));
         }
     }
+    if reply.after.lease_work {
+        if let Some(ns) = ports.limiter.clone() {
+            ctx.wait_until(lease_work(isolate.clone(), ns));
+        }
+    }
     render_with(reply, Some(&ctx), ports.now_ms())
 }
+
+mod limiter;
 
 #[cfg(test)]
 mod tests;

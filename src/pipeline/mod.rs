@@ -16,7 +16,7 @@ use std::cell::RefCell;
 
 use serde::Serialize;
 
-use crate::config::Method;
+use crate::config::{Method, RateScope};
 use crate::gateway::{Gateway, RouteRt, VERSION};
 use crate::http::headers::HeaderEdits;
 use crate::http::path::{normalize, PathError};
@@ -27,6 +27,7 @@ use crate::policy::auth::seen::SeenSignatures;
 use crate::policy::auth::{parse_jwks, verify_token_seen, AuthError, Token, Verified};
 use crate::policy::cache::{self, XCache};
 use crate::policy::cors::{self, CorsPolicy};
+use crate::policy::ratelimit::global::Leases;
 use crate::policy::ratelimit::{Decision, KeyKind, Limiter, Step, WAIT_POLL_MS};
 use crate::ports::{FetchError, Ports, UpstreamRequest};
 use crate::route::{Match, Params};
@@ -60,6 +61,8 @@ pub struct Incoming<'a, H: HeaderView + ?Sized> {
 pub struct IsolateState {
     pub breakers: RefCell<Breakers>,
     pub limiter: RefCell<Limiter>,
+    /// Leases of global rate-limit budgets.
+    pub leases: RefCell<Leases>,
     /// One JWKS cache per provider, in `Gateway::providers` order.
     pub jwks: Vec<RefCell<JwksCache>>,
     /// Token signatures already verified, so a token is not verified on every request.
@@ -71,6 +74,7 @@ impl IsolateState {
     pub fn new(gw: &Gateway, isolate_id: String) -> IsolateState {
         IsolateState {
             breakers: RefCell::new(Breakers::new(gw.file.origins.values())),
+            leases: RefCell::new(Leases::new(isolate_id.clone())),
             limiter: RefCell::new(Limiter::new(isolate_id)),
             jwks: gw
                 .providers
@@ -97,6 +101,8 @@ pub enum Body<R> {
 pub struct After {
     /// Rate-limit counters may need writing to KV.
     pub flush_limits: bool,
+    /// Global rate-limit leases may need fetching ahead or giving back.
+    pub lease_work: bool,
     /// Store the upstream response in the edge cache under this key for this many seconds.
     pub store: Option<(String, u32)>,
 }
@@ -161,7 +167,7 @@ pub struct LogLine {
     /// `HIT`, `MISS` or `BYPASS` on cached routes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<&'static str>,
-    /// `allowed`, `limited` or `kv_error` on rate-limited routes.
+    /// `allowed`, `limited`, `kv_error` or `limiter_error` on rate-limited routes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<&'static str>,
     /// The verified token subject.
@@ -180,6 +186,8 @@ struct Ctx<'g> {
     preflight_answered: bool,
     /// The limiter counted this request: its counter must reach KV.
     counted: bool,
+    /// A global limit decided this request: its leases may need background work.
+    leased: bool,
     limit: Option<Decision>,
     x_cache: Option<XCache>,
     upstream_ms: Option<u64>,
@@ -225,6 +233,7 @@ pub async fn handle<P: Ports, H: HeaderView + ?Sized>(
         route: None,
         preflight_answered: false,
         counted: false,
+        leased: false,
         limit: None,
         x_cache: None,
         upstream_ms: None,
@@ -246,6 +255,7 @@ pub async fn handle<P: Ports, H: HeaderView + ?Sized>(
     };
     respond::decorate(&call, &mut ctx, &mut reply, started);
     reply.after.flush_limits = ctx.counted;
+    reply.after.lease_work = ctx.leased;
     if req.method == "HEAD" || reply.status == 304 {
         reply.no_body = true;
     }
@@ -420,31 +430,35 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
             KeyKind::Route => None,
             KeyKind::Header(name) => req.headers.get(name).map(Cow::Owned),
         };
-        let decision = loop {
-            let now = ports.now_ms();
-            let step =
-                state
-                    .limiter
-                    .borrow_mut()
-                    .check(&route.id, limit, key_value.as_deref(), now);
-            match step {
-                Step::Decided(d) => break d,
-                Step::Read { kv_key } => {
-                    let got = ports.kv_get(&kv_key).await;
-                    if let Err(e) = &got {
-                        ctx.log.rate_limit = Some("kv_error");
-                        ports.event(
+        let decision = if limit.scope == RateScope::Global {
+            global_limit::decide(call, ctx, route, limit, key_value.as_deref()).await?
+        } else {
+            loop {
+                let now = ports.now_ms();
+                let step =
+                    state
+                        .limiter
+                        .borrow_mut()
+                        .check(&route.id, limit, key_value.as_deref(), now);
+                match step {
+                    Step::Decided(d) => break d,
+                    Step::Read { kv_key } => {
+                        let got = ports.kv_get(&kv_key).await;
+                        if let Err(e) = &got {
+                            ctx.log.rate_limit = Some("kv_error");
+                            ports.event(
                             &serde_json::json!({"event": "kv_error", "op": "get", "key": kv_key, "error": e})
                                 .to_string(),
                         );
+                        }
+                        state.limiter.borrow_mut().on_read(
+                            &kv_key,
+                            got.as_ref().map(|v| v.as_deref()),
+                            ports.now_ms(),
+                        );
                     }
-                    state.limiter.borrow_mut().on_read(
-                        &kv_key,
-                        got.as_ref().map(|v| v.as_deref()),
-                        ports.now_ms(),
-                    );
+                    Step::Wait { .. } => ports.sleep(WAIT_POLL_MS).await,
                 }
-                Step::Wait { .. } => ports.sleep(WAIT_POLL_MS).await,
             }
         };
         ctx.log.rate_limit.get_or_insert(if decision.allowed {
@@ -454,7 +468,7 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
         });
         let allowed = decision.allowed;
         ctx.limit = Some(decision);
-        ctx.counted = true;
+        ctx.counted = limit.scope == RateScope::Isolate;
         if !allowed {
             return Err(Problem::new(
                 Kind::TooManyRequests,
@@ -519,5 +533,6 @@ pub const ORIGIN_CACHE_CONTROL: &str = "x-gateway-origin-cache-control";
 mod admin;
 mod auth;
 mod cache_phase;
+mod global_limit;
 mod respond;
 mod upstream;

@@ -185,6 +185,7 @@
 //! }
 //! ```
 
+pub mod global;
 mod key;
 mod value;
 
