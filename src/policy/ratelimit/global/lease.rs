@@ -28,7 +28,7 @@ pub const IDLE_RETURN_MS: u64 = 2_000;
 /// is handed out request by request, so nothing is stranded in idle leases.
 pub const PLENTY_FACTOR: u64 = 4;
 /// Suggested sleep before asking again after [`Acquire::Wait`], in ms.
-pub const WAIT_POLL_MS: u64 = 2;
+pub const WAIT_POLL_MS: u64 = 5;
 /// Most counters an isolate holds leases for.
 pub const MAX_HOLDERS_LOCAL: usize = 4_096;
 
