@@ -41,7 +41,7 @@ pub struct LogLine {
     /// `HIT`, `MISS` or `BYPASS` on cached routes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<&'static str>,
-    /// `allowed`, `limited` or `kv_error` on rate-limited routes.
+    /// `allowed`, `limited`, `kv_error` or `limiter_error` on rate-limited routes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<&'static str>,
     /// The verified token subject.
@@ -67,6 +67,13 @@ pub enum Event<'a> {
     KvError {
         op: &'static str,
         key: &'a str,
+        error: &'a str,
+    },
+    /// A global rate limit's Durable Object could not be reached.
+    LimiterError {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        route: Option<&'a str>,
+        counter: &'a str,
         error: &'a str,
     },
     /// A rate-limit counter reached KV.

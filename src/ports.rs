@@ -4,6 +4,7 @@
 use crate::config::Method;
 use crate::http::headers::HeaderEdits;
 use crate::log::{Event, LogLine};
+use crate::policy::ratelimit::global::{LeaseCall, LeaseReply};
 
 /// Why an upstream attempt failed before a response arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,10 @@ pub trait Ports {
     async fn kv_get(&self, key: &str) -> Result<Option<String>, String>;
     /// Writes a rate-limit counter to KV, to expire after `expiration_ttl_s` seconds.
     async fn kv_put(&self, key: &str, value: &str, expiration_ttl_s: u64) -> Result<(), String>;
+    /// Sends one lease call to the Durable Object of a global rate limit
+    /// (named `call.counter`, binding `GATEWAY_LIMITER`); gives up after
+    /// `policy::ratelimit::global::CALL_TIMEOUT_MS`.
+    async fn limiter_call(&self, call: &LeaseCall) -> Result<LeaseReply, String>;
     /// Looks a key up in the edge cache.
     async fn cache_get(&self, key: &str) -> Result<Option<Self::Response>, String>;
     /// Removes a key from the edge cache; whether there was an entry.

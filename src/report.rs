@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use crate::config::{Route, RoutesFile};
+use crate::config::{OnError, RateScope, Route, RoutesFile};
 
 fn methods(r: &Route) -> String {
     match &r.methods {
@@ -24,7 +24,12 @@ fn auth(r: &Route) -> String {
 
 fn limit(r: &Route) -> String {
     r.rate_limit.as_ref().map_or("-".into(), |l| {
-        format!("{}/{}s by {}", l.requests, l.window_s, l.key)
+        let scope = match (l.scope, l.on_error) {
+            (RateScope::Isolate, _) => "",
+            (RateScope::Global, None | Some(OnError::Allow)) => " global",
+            (RateScope::Global, Some(OnError::Deny)) => " global deny-on-error",
+        };
+        format!("{}/{}s by {}{scope}", l.requests, l.window_s, l.key)
     })
 }
 
@@ -240,6 +245,34 @@ mod tests {
            "rate_limit": {"requests": 20, "window_s": 60}, "cache": {"ttl_s": 30}},
           {"id": "added", "path": "/a", "methods": ["POST"], "origin": "o"}
         ]}"#;
+
+    #[test]
+    fn diff_shows_a_change_of_rate_limit_scope() {
+        let file = |rl: &str| {
+            format!(
+                r#"{{"origins": {{"o": {{"regions": [{{"name": "r", "url": "http://h"}}]}}}},
+                   "routes": [{{"id": "l", "path": "/l", "origin": "o", "rate_limit": {rl}}}]}}"#
+            )
+        };
+        let old = load(&file(r#"{"requests": 50, "window_s": 60}"#)).unwrap();
+        let global = load(&file(
+            r#"{"requests": 50, "window_s": 60, "scope": "global"}"#,
+        ))
+        .unwrap();
+        let deny = load(&file(
+            r#"{"requests": 50, "window_s": 60, "scope": "global", "on_error": "deny"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            diff(&old, &global),
+            "~ route \"l\": rate_limit.scope: - -> \"global\"\n"
+        );
+        assert_eq!(
+            diff(&global, &deny),
+            "~ route \"l\": rate_limit.on_error: - -> \"deny\"\n"
+        );
+        assert!(table(&deny).contains("50/60s by ip global deny-on-error"));
+    }
 
     #[test]
     fn diff_names_added_removed_and_changed_fields() {

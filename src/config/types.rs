@@ -348,10 +348,72 @@ pub struct RateLimit {
     #[serde(default = "default_rate_key")]
     #[schemars(regex(pattern = r"^(ip|sub|route|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$"))]
     pub key: String,
+    /// `isolate` (default): exact per isolate, converging through KV.
+    /// `global`: exact across isolates and locations, counted by Durable Objects.
+    #[serde(default, skip_serializing_if = "RateScope::is_default")]
+    pub scope: RateScope,
+    /// What a `global` limit does when its Durable Object cannot be reached:
+    /// `allow` (default: let the request through and log it) or `deny` (503).
+    /// Only with `scope: "global"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
 }
 
 fn default_rate_key() -> String {
     "ip".to_string()
+}
+
+/// Where a rate limit is counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RateScope {
+    /// Exact per isolate; isolates converge through KV.
+    #[default]
+    Isolate,
+    /// Exact everywhere: budgets leased from a Durable Object.
+    Global,
+}
+
+impl RateScope {
+    fn is_default(&self) -> bool {
+        *self == RateScope::Isolate
+    }
+}
+
+impl<'de> Deserialize<'de> for RateScope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "isolate" => Ok(RateScope::Isolate),
+            "global" => Ok(RateScope::Global),
+            other => Err(serde::de::Error::custom(format!(
+                "rate_limit.scope \"{other}\" must be \"isolate\" or \"global\""
+            ))),
+        }
+    }
+}
+
+/// What a global limit does when its limiter cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Let the request through; the log line says `limiter_error`.
+    Allow,
+    /// Answer 503.
+    Deny,
+}
+
+impl<'de> Deserialize<'de> for OnError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "allow" => Ok(OnError::Allow),
+            "deny" => Ok(OnError::Deny),
+            other => Err(serde::de::Error::custom(format!(
+                "rate_limit.on_error \"{other}\" must be \"allow\" or \"deny\""
+            ))),
+        }
+    }
 }
 
 /// Edge cache rule of a route.

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::path::{parse_path, parse_rewrite};
-use super::types::{Algorithm, Cors, JwtProvider, Method, Origin, Route, RoutesFile};
+use super::types::{Algorithm, Cors, JwtProvider, Method, Origin, RateScope, Route, RoutesFile};
 
 /// One problem in a routes file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -481,6 +481,12 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
             if rl.window_s == 0 {
                 problems.add(&subject, "rate_limit.window_s must be at least 1");
             }
+            if rl.on_error.is_some() && rl.scope != RateScope::Global {
+                problems.add(
+                    &subject,
+                    "rate_limit.on_error is only valid with rate_limit.scope \"global\"",
+                );
+            }
             match rl.key.as_str() {
                 "ip" | "route" => {}
                 "sub" if route.auth.is_none() => {
@@ -670,6 +676,48 @@ mod tests {
                 "missing {needle}: {p:?}"
             );
         }
+    }
+
+    #[test]
+    fn rate_limit_scope_and_on_error_are_checked() {
+        let file = |rl: &str| {
+            format!(
+                r#"{{"origins": {{"o": {{"regions": [{{"name": "r", "url": "http://o.test", "serves": ["*"]}}]}}}},
+                   "routes": [{{"id": "lim", "path": "/a", "origin": "o", "rate_limit": {rl}}}]}}"#
+            )
+        };
+        let problems = |rl: &str| -> Vec<String> {
+            match load(&file(rl)) {
+                Ok(_) => vec![],
+                Err(ps) => ps.iter().map(ToString::to_string).collect(),
+            }
+        };
+        assert_eq!(
+            problems(r#"{"requests": 1, "window_s": 1, "scope": "planet"}"#),
+            vec!["route \"lim\": rate_limit.scope \"planet\" must be \"isolate\" or \"global\""]
+        );
+        assert_eq!(
+            problems(r#"{"requests": 1, "window_s": 1, "on_error": "deny"}"#),
+            vec![
+                "route \"lim\": rate_limit.on_error is only valid with rate_limit.scope \"global\""
+            ]
+        );
+        assert_eq!(
+            problems(r#"{"requests": 1, "window_s": 1, "scope": "isolate", "on_error": "allow"}"#),
+            vec![
+                "route \"lim\": rate_limit.on_error is only valid with rate_limit.scope \"global\""
+            ]
+        );
+        assert_eq!(
+            problems(r#"{"requests": 1, "window_s": 1, "scope": "global", "on_error": "maybe"}"#),
+            vec!["route \"lim\": rate_limit.on_error \"maybe\" must be \"allow\" or \"deny\""]
+        );
+        assert!(problems(
+            r#"{"requests": 1, "window_s": 1, "scope": "global", "on_error": "deny"}"#
+        )
+        .is_empty());
+        assert!(problems(r#"{"requests": 1, "window_s": 1, "scope": "global"}"#).is_empty());
+        assert!(problems(r#"{"requests": 1, "window_s": 1, "scope": "isolate"}"#).is_empty());
     }
 
     #[test]

@@ -14,7 +14,8 @@ use worker::wasm_bindgen::JsCast;
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{
     console_error, console_log, event, web_sys, AnalyticsEngineDataPointBuilder,
-    AnalyticsEngineDataset, Cache, Context, Delay, Env, Request, Response,
+    AnalyticsEngineDataset, Cache, Context, Delay, Env, ObjectNamespace, Request, RequestInit,
+    Response,
 };
 
 use crate::gateway::{Gateway, EMBEDDED_ROUTES};
@@ -24,6 +25,7 @@ use crate::log::{Event, LogLine};
 use crate::pipeline::{self, Body, Incoming, IsolateState, Reply, ORIGIN_CACHE_CONTROL};
 use crate::policy::auth::MAX_JWKS_BYTES;
 use crate::policy::cache;
+use crate::policy::ratelimit::global::{LeaseCall, LeaseReply, CALL_TIMEOUT_MS};
 use crate::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
 
 /// How long a JWKS fetch may take.
@@ -160,6 +162,7 @@ struct EdgePorts {
     body_sent: Cell<bool>,
     kv: Option<KvStore>,
     metrics: Option<AnalyticsEngineDataset>,
+    limiter: Option<ObjectNamespace>,
 }
 
 impl EdgePorts {
@@ -170,6 +173,7 @@ impl EdgePorts {
             body_sent: Cell::new(false),
             kv: None,
             metrics: None,
+            limiter: None,
         }
     }
 }
@@ -270,6 +274,11 @@ impl Ports for EdgePorts {
             .map_err(|e| e.to_string())
     }
 
+    async fn limiter_call(&self, call: &LeaseCall) -> Result<LeaseReply, String> {
+        let ns = self.limiter.as_ref().ok_or("no GATEWAY_LIMITER binding")?;
+        lease_call(ns, call).await
+    }
+
     async fn cache_get(&self, key: &str) -> Result<Option<web_sys::Response>, String> {
         let hit = Cache::default()
             .get(key, false)
@@ -317,6 +326,47 @@ impl Ports for EdgePorts {
     fn event(&self, event: &Event<'_>) {
         event_line(event);
     }
+}
+
+/// One lease call to the counter's Durable Object (named by the counter id),
+/// given up after `CALL_TIMEOUT_MS`.
+async fn lease_call(ns: &ObjectNamespace, call: &LeaseCall) -> Result<LeaseReply, String> {
+    let stub = ns
+        .id_from_name(&call.counter)
+        .and_then(|id| id.get_stub())
+        .map_err(|e| e.to_string())?;
+    let body = serde_json::to_string(call).map_err(|e| e.to_string())?;
+    let headers = worker::Headers::new();
+    headers
+        .set("content-type", "application/json")
+        .map_err(|e| e.to_string())?;
+    let mut init = RequestInit::new();
+    init.with_method(worker::Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body.into()));
+    let request =
+        Request::new_with_init("https://limiter/lease", &init).map_err(|e| e.to_string())?;
+    let answer = Box::pin(async move {
+        let mut response = stub
+            .fetch_with_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        if response.status_code() != 200 {
+            return Err(format!(
+                "limiter answered {}: {}",
+                response.status_code(),
+                text.chars().take(200).collect::<String>()
+            ));
+        }
+        serde_json::from_str::<LeaseReply>(&text).map_err(|e| e.to_string())
+    });
+    let timeout = Delay::from(Duration::from_millis(CALL_TIMEOUT_MS));
+    let result = match select(answer, timeout).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err("limiter timed out".into()),
+    };
+    result
 }
 
 /// Builds the client response; when the reply is to be cached, tees the body into the cache.
@@ -451,6 +501,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let mut ports = EdgePorts::new(Clone::clone(inner), incoming.has_body);
     ports.kv = env.kv("GATEWAY_KV").ok();
     ports.metrics = env.analytics_engine("GATEWAY_METRICS").ok();
+    ports.limiter = env.durable_object("GATEWAY_LIMITER").ok();
     let reply = pipeline::handle(&isolate.gw, &isolate.state, &ports, &incoming).await;
     if reply.after.flush_limits && ports.kv.is_some() {
         let background = EdgePorts {
@@ -462,8 +513,20 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
             crate::policy::ratelimit::phase::flush(&isolate.state.limiter, &background).await;
         });
     }
+    if reply.after.lease_work && ports.limiter.is_some() {
+        let background = EdgePorts {
+            limiter: ports.limiter.clone(),
+            ..EdgePorts::new(Clone::clone(inner), false)
+        };
+        let isolate = isolate.clone();
+        ctx.wait_until(async move {
+            crate::policy::ratelimit::phase::lease_work(&isolate.state.leases, &background).await;
+        });
+    }
     render_with(reply, Some(&ctx), ports.now_ms())
 }
+
+mod limiter;
 
 #[cfg(test)]
 mod tests;

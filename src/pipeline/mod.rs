@@ -22,6 +22,7 @@ use crate::http::{request_id, HeaderView};
 use crate::policy::auth::jwks::JwksCache;
 use crate::policy::auth::seen::SeenSignatures;
 use crate::policy::auth::Verified;
+use crate::policy::ratelimit::global::Leases;
 use crate::policy::ratelimit::Limiter;
 use crate::policy::Policy;
 use crate::ports::Ports;
@@ -56,6 +57,8 @@ pub struct Incoming<'a, H: HeaderView + ?Sized> {
 pub struct IsolateState {
     pub breakers: RefCell<Breakers>,
     pub limiter: RefCell<Limiter>,
+    /// Leases of global rate-limit budgets.
+    pub leases: RefCell<Leases>,
     /// One JWKS cache per provider, in `Gateway::providers` order.
     pub jwks: Vec<RefCell<JwksCache>>,
     /// Token signatures already verified, so a token is not verified on every request.
@@ -67,6 +70,7 @@ impl IsolateState {
     pub fn new(gw: &Gateway, isolate_id: String) -> IsolateState {
         IsolateState {
             breakers: RefCell::new(Breakers::new(gw.file.origins.values())),
+            leases: RefCell::new(Leases::new(isolate_id.clone())),
             limiter: RefCell::new(Limiter::new(isolate_id)),
             jwks: gw
                 .providers
@@ -94,6 +98,9 @@ pub struct After {
     /// Rate-limit counters may need writing to KV: run
     /// [`flush_limits`](crate::policy::ratelimit::phase::flush) in the background.
     pub flush_limits: bool,
+    /// Global rate-limit leases may need fetching ahead or giving back: run
+    /// [`lease_work`](crate::policy::ratelimit::phase::lease_work) in the background.
+    pub lease_work: bool,
     /// Store the upstream response in the edge cache under this key for this many seconds.
     pub store: Option<(String, u32)>,
 }

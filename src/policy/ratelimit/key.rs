@@ -77,6 +77,12 @@ pub struct CounterKey {
 }
 
 impl CounterKey {
+    /// The counter of every window: `rl:{route}:{hash}:{window_s}` (the KV
+    /// key without the window index). Global limits name their object by it.
+    pub fn series(&self) -> &str {
+        &self.kv_key[..self.prefix_len - 1]
+    }
+
     /// The KV key of the same counter in the window before this one.
     pub fn previous_kv_key(&self) -> Option<String> {
         let index = self.window_index.checked_sub(1)?;

@@ -185,6 +185,7 @@
 //! }
 //! ```
 
+pub mod global;
 mod key;
 pub mod phase;
 mod value;

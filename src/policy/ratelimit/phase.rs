@@ -1,12 +1,15 @@
-//! The rate-limit phase: the request counted against its key's counter, the
-//! `ratelimit-*` headers on every answer after the decision, and the
-//! background protocol that brings counters to KV.
+//! The rate-limit phase: the request counted against its key's counter (in
+//! the isolate, converging through KV; or, for `scope: "global"`, from leases
+//! of the counter's budget held by its Durable Object), the `ratelimit-*`
+//! headers on every answer after the decision, and the background work of both:
+//! counters brought to KV, leases fetched ahead and given back.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use super::{Decision, KeyKind, Limiter, Step, Then, WAIT_POLL_MS};
-use crate::config::RateLimit;
+use super::global::{self, Acquire, Ask, Leases, Ticket, Verdict};
+use super::{counter_key, Decision, KeyKind, Limiter, Step, Then, WAIT_POLL_MS};
+use crate::config::{OnError, RateLimit, RateScope};
 use crate::http::problem::{Kind, Problem};
 use crate::http::HeaderView;
 use crate::log::Event;
@@ -26,11 +29,18 @@ pub struct State {
     decision: Option<Decision>,
     /// KV failed while deciding (the request was let through on what is known).
     kv_error: bool,
+    /// A global limit's Durable Object could not be reached.
+    limiter_error: bool,
+    /// The limit is global: its leases, not KV counters, may need background work.
+    global: bool,
 }
 
 impl State {
-    /// `allowed`, `limited` or `kv_error`, once decided.
+    /// `allowed`, `limited`, `kv_error` or `limiter_error`, once decided.
     pub fn outcome(&self) -> Option<&'static str> {
+        if self.limiter_error {
+            return Some("limiter_error");
+        }
         let decision = self.decision.as_ref()?;
         Some(match (self.kv_error, decision.allowed) {
             (true, _) => "kv_error",
@@ -39,12 +49,17 @@ impl State {
         })
     }
 
-    /// The `ratelimit-*` headers; a counted request asks for its counter to reach KV.
+    /// The `ratelimit-*` headers; a decided request asks for the background
+    /// work of its scope (KV flush, or lease work).
     pub fn on_response<R>(&self, reply: &mut Reply<R>) {
         if let Some(d) = &self.decision {
             for (name, value) in d.headers() {
                 reply.headers.set(name, value);
             }
+        }
+        if self.global {
+            reply.after.lease_work = true;
+        } else if self.decision.is_some() {
             reply.after.flush_limits = true;
         }
     }
@@ -64,6 +79,11 @@ impl RouteLimit {
             KeyKind::Route => None,
             KeyKind::Header(name) => x.req.headers.get(name).map(Cow::Owned),
         };
+        if self.limit.scope == RateScope::Global {
+            state.global = true;
+            let decision = self.decide_global(x, key_value.as_deref(), state).await?;
+            return self.verdict(decision, state);
+        }
         let limiter = &x.state.limiter;
         let decision = loop {
             let now = x.ports.now_ms();
@@ -92,6 +112,10 @@ impl RouteLimit {
                 Step::Wait { .. } => x.ports.sleep(WAIT_POLL_MS).await,
             }
         };
+        self.verdict(decision, state)
+    }
+
+    fn verdict<R>(&self, decision: Decision, state: &mut State) -> Result<Flow<R>, Problem> {
         let allowed = decision.allowed;
         state.decision = Some(decision);
         if allowed {
@@ -101,6 +125,106 @@ impl RouteLimit {
                 Kind::TooManyRequests,
                 "too many requests; retry after the window resets",
             ))
+        }
+    }
+
+    /// Decides one request against a global limit from the isolate's leases.
+    /// `Err` is the 503 of a limit with `on_error: "deny"` whose limiter
+    /// cannot be reached.
+    async fn decide_global<P: Ports, H: HeaderView + ?Sized>(
+        &self,
+        x: &Exchange<'_, P, H>,
+        key_value: Option<&str>,
+        state: &mut State,
+    ) -> Result<Decision, Problem> {
+        let (ports, limit) = (x.ports, &self.limit);
+        let leases = &x.state.leases;
+        let mut ticket = Ticket::default();
+        let (verdict, key) = loop {
+            let now = ports.now_ms();
+            // Computed on every turn: a wait may cross into the next window.
+            let key = counter_key(&x.route.id, limit, key_value, now);
+            let ask = Ask {
+                counter: key.series(),
+                start_ms: key.window_start_ms,
+                end_ms: key.window_end_ms,
+                limit: u64::from(limit.requests),
+            };
+            let step = leases.borrow_mut().acquire(&ask, now, &mut ticket);
+            match step {
+                Acquire::Decided(v) => break (v, key),
+                Acquire::Call(c) => {
+                    let got = ports.limiter_call(&c.body).await;
+                    if let Err(e) = &got {
+                        ports.event(&Event::LimiterError {
+                            route: Some(&x.route.id),
+                            counter: &c.body.counter,
+                            error: e,
+                        });
+                    }
+                    let now = ports.now_ms();
+                    leases.borrow_mut().on_reply(&c, got.map_err(|_| ()), now);
+                }
+                Acquire::Wait => ports.sleep(global::WAIT_POLL_MS).await,
+            }
+        };
+        let now = ports.now_ms();
+        let reset_s = key
+            .window_end_ms
+            .saturating_sub(now)
+            .div_ceil(1000)
+            .clamp(1, u64::from(limit.window_s.max(1)));
+        let decision = |allowed: bool, remaining: u64| Decision {
+            allowed,
+            limit: limit.requests,
+            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+            reset_s,
+        };
+        Ok(match verdict {
+            Verdict::Admit { remaining } => decision(true, remaining),
+            Verdict::Deny => decision(false, 0),
+            Verdict::Unreachable => {
+                state.limiter_error = true;
+                if limit.on_error == Some(OnError::Deny) {
+                    return Err(Problem::new(
+                        Kind::Unavailable,
+                        "the rate limiter cannot be reached",
+                    )
+                    .with_header("retry-after", "1"));
+                }
+                // Fail open: nothing is known to be used.
+                decision(true, u64::from(limit.requests))
+            }
+        })
+    }
+}
+
+/// Background lease work of global limits: leases fetched ahead for busy
+/// counters, idle leases given back, spaced as the leases say; run after the
+/// answer (`ctx.wait_until`).
+pub async fn lease_work<P: Ports>(leases: &RefCell<Leases>, ports: &P) {
+    loop {
+        let due = leases.borrow_mut().take_due(ports.now_ms());
+        for call in &due.calls {
+            let got = ports.limiter_call(&call.body).await;
+            if let Err(e) = &got {
+                ports.event(&Event::LimiterError {
+                    route: None,
+                    counter: &call.body.counter,
+                    error: e,
+                });
+            }
+            leases
+                .borrow_mut()
+                .on_reply(call, got.map_err(|_| ()), ports.now_ms());
+        }
+        match (due.calls.is_empty(), due.next_at_ms) {
+            (false, _) => {}
+            (true, Some(at)) => {
+                let now = ports.now_ms();
+                ports.sleep(at.saturating_sub(now).max(1)).await;
+            }
+            (true, None) => break,
         }
     }
 }

@@ -12,6 +12,8 @@ fn limit(requests: u32, window_s: u32) -> RateLimit {
         requests,
         window_s,
         key: "ip".to_string(),
+        scope: Default::default(),
+        on_error: None,
     }
 }
 
