@@ -8,7 +8,6 @@ use crate::policy::auth::Provider;
 use crate::policy::cache::CachePolicy;
 use crate::policy::cors::CorsPolicy;
 use crate::policy::ratelimit::phase::RouteLimit;
-use crate::policy::ratelimit::KeyKind;
 use crate::policy::Policy;
 use crate::route::{Match, RouteTable};
 use crate::upstream::region::Regions;
@@ -207,16 +206,7 @@ impl Gateway {
                 }));
             }
             if let Some(rl) = &r.rate_limit {
-                let key = KeyKind::parse(&rl.key).ok_or_else(|| {
-                    format!(
-                        "route \"{}\": rate_limit.key \"{}\" is not valid",
-                        r.id, rl.key
-                    )
-                })?;
-                chain.push(Policy::RateLimit(RouteLimit {
-                    limit: rl.clone(),
-                    key,
-                }));
+                chain.push(Policy::RateLimit(RouteLimit { limit: rl.clone() }));
             }
             if let Some(cache) = CachePolicy::for_route(r) {
                 chain.push(Policy::Cache(cache));

@@ -14,7 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use edge_gateway::config::{Method, RateLimit};
+use edge_gateway::config::{KeyKind, Method, RateLimit};
 use edge_gateway::gateway::Gateway;
 use edge_gateway::http::headers::HOP_BY_HOP;
 use edge_gateway::http::HeaderView;
@@ -2102,7 +2102,7 @@ fn counts_of_other_isolates_read_from_kv_are_honoured() {
     let limit = RateLimit {
         requests: 3,
         window_s: 60,
-        key: "ip".into(),
+        key: KeyKind::Ip,
         scope: Default::default(),
         on_error: None,
     };

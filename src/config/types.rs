@@ -345,9 +345,12 @@ pub struct RateLimit {
     #[schemars(range(min = 1))]
     pub window_s: u32,
     /// `ip` (default), `sub`, `route`, or `header:NAME`.
-    #[serde(default = "default_rate_key")]
-    #[schemars(regex(pattern = r"^(ip|sub|route|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$"))]
-    pub key: String,
+    #[serde(default)]
+    #[schemars(
+        with = "String",
+        regex(pattern = r"^(ip|sub|route|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")
+    )]
+    pub key: KeyKind,
     /// `isolate` (default): exact per isolate, converging through KV.
     /// `global`: exact across isolates and locations, counted by Durable Objects.
     #[serde(default, skip_serializing_if = "RateScope::is_default")]
@@ -359,8 +362,61 @@ pub struct RateLimit {
     pub on_error: Option<OnError>,
 }
 
-fn default_rate_key() -> String {
-    "ip".to_string()
+/// What a rate limit counts by: `rate_limit.key`, parsed once, with the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum KeyKind {
+    /// The client address (`cf-connecting-ip`).
+    #[default]
+    Ip,
+    /// The verified token's `sub` claim.
+    Sub,
+    /// Nothing: one counter for the whole route.
+    Route,
+    /// The value of a request header; the name is kept lowercase.
+    Header(String),
+}
+
+impl KeyKind {
+    /// Parses `ip`, `sub`, `route` or `header:NAME` (NAME a header token, lowercased).
+    pub fn parse(spec: &str) -> Option<KeyKind> {
+        match spec {
+            "ip" => Some(KeyKind::Ip),
+            "sub" => Some(KeyKind::Sub),
+            "route" => Some(KeyKind::Route),
+            _ => spec
+                .strip_prefix("header:")
+                .filter(|name| super::validate::is_token(name))
+                .map(|name| KeyKind::Header(name.to_ascii_lowercase())),
+        }
+    }
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyKind::Ip => f.write_str("ip"),
+            KeyKind::Sub => f.write_str("sub"),
+            KeyKind::Route => f.write_str("route"),
+            KeyKind::Header(name) => write!(f, "header:{name}"),
+        }
+    }
+}
+
+impl TryFrom<String> for KeyKind {
+    type Error = String;
+
+    fn try_from(spec: String) -> Result<Self, Self::Error> {
+        KeyKind::parse(&spec).ok_or_else(|| {
+            format!("rate_limit.key \"{spec}\" must be ip, sub, route or header:NAME")
+        })
+    }
+}
+
+impl From<KeyKind> for String {
+    fn from(key: KeyKind) -> String {
+        key.to_string()
+    }
 }
 
 /// Where a rate limit is counted.

@@ -8,7 +8,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::path::{parse_path, parse_rewrite};
-use super::types::{Algorithm, Cors, JwtProvider, Method, Origin, RateScope, Route, RoutesFile};
+use super::types::{
+    Algorithm, Cors, JwtProvider, KeyKind, Method, Origin, RateScope, Route, RoutesFile,
+};
 
 /// One problem in a routes file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -487,19 +489,8 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
                     "rate_limit.on_error is only valid with rate_limit.scope \"global\"",
                 );
             }
-            match rl.key.as_str() {
-                "ip" | "route" => {}
-                "sub" if route.auth.is_none() => {
-                    problems.add(&subject, "rate_limit.key \"sub\" needs auth on the route");
-                }
-                "sub" => {}
-                other => match other.strip_prefix("header:") {
-                    Some(h) if is_token(h) => {}
-                    _ => problems.add(
-                        &subject,
-                        format!("rate_limit.key \"{other}\" must be ip, sub, route or header:NAME"),
-                    ),
-                },
+            if rl.key == KeyKind::Sub && route.auth.is_none() {
+                problems.add(&subject, "rate_limit.key \"sub\" needs auth on the route");
             }
         }
         if let Some(cache) = &route.cache {

@@ -16,33 +16,9 @@ pub const KV_PREFIX: &str = "rl:";
 /// length and index (10 and 20 digits), and separators.
 pub const MAX_KV_KEY_LEN: usize = 3 + 64 + 1 + 32 + 1 + 10 + 1 + 20;
 
-/// What a route's `rate_limit.key` limits by.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyKind {
-    /// The client address, from [`CLIENT_IP_HEADER`].
-    Ip,
-    /// The verified token's `sub` claim.
-    Sub,
-    /// Nothing: one counter for the whole route.
-    Route,
-    /// The value of a request header; the name is kept lowercase.
-    Header(String),
-}
+pub use crate::config::KeyKind;
 
 impl KeyKind {
-    /// Parses `ip`, `sub`, `route` or `header:NAME` (the name is lowercased).
-    pub fn parse(spec: &str) -> Option<KeyKind> {
-        match spec {
-            "ip" => Some(KeyKind::Ip),
-            "sub" => Some(KeyKind::Sub),
-            "route" => Some(KeyKind::Route),
-            _ => spec
-                .strip_prefix("header:")
-                .filter(|name| !name.is_empty())
-                .map(|name| KeyKind::Header(name.to_ascii_lowercase())),
-        }
-    }
-
     /// The key value of a request: `header` looks a request header up by its
     /// lowercase name, `subject` is the verified subject (never an unverified
     /// claim). `None` (no such header, no subject, or the `route` key) means
@@ -124,7 +100,7 @@ pub fn counter_key(
         format!("~{}", hex_digest(&[b"route\0", route_id.as_bytes()], 8))
     };
 
-    let spec = limit.key.to_ascii_lowercase();
+    let spec = limit.key.to_string();
     let hash = match key_value {
         Some(value) => hex_digest(
             &[b"ratelimit/1\0", spec.as_bytes(), b"\0v", value.as_bytes()],

@@ -20,7 +20,6 @@ use crate::ports::Ports;
 #[derive(Debug, Clone)]
 pub struct RouteLimit {
     pub limit: RateLimit,
-    pub key: KeyKind,
 }
 
 /// What the rate-limit policy learned about one request.
@@ -73,7 +72,7 @@ impl RouteLimit {
         cx: &mut Ctx,
         state: &mut State,
     ) -> Result<Flow<P::Response>, Problem> {
-        let key_value: Option<Cow<'_, str>> = match &self.key {
+        let key_value: Option<Cow<'_, str>> = match &self.limit.key {
             KeyKind::Ip => x.req.client_ip.map(Cow::Borrowed),
             KeyKind::Sub => cx.subject().map(Cow::Borrowed),
             KeyKind::Route => None,

@@ -11,7 +11,7 @@ fn limit(requests: u32, window_s: u32) -> RateLimit {
     RateLimit {
         requests,
         window_s,
-        key: "ip".to_string(),
+        key: KeyKind::Ip,
         scope: Default::default(),
         on_error: None,
     }
@@ -627,11 +627,11 @@ fn key_values_are_hashed_into_bounded_kv_keys() {
         counter_key(ROUTE, &rl, Some("a"), 0).kv_key
     );
     let by_header = RateLimit {
-        key: "header:X-Key".to_string(),
+        key: KeyKind::parse("header:X-Key").unwrap(),
         ..rl.clone()
     };
     let by_header_lower = RateLimit {
-        key: "header:x-key".to_string(),
+        key: KeyKind::parse("header:x-key").unwrap(),
         ..rl.clone()
     };
     assert_ne!(
@@ -663,7 +663,25 @@ fn key_kinds() {
         Some(KeyKind::Header("x-api-key".into()))
     );
     assert_eq!(KeyKind::parse("header:"), None);
+    assert_eq!(KeyKind::parse("header:a b"), None);
     assert_eq!(KeyKind::parse("cookie"), None);
+    assert_eq!(KeyKind::parse("IP"), None);
+    // The spec a counter's name is hashed from: what the file said, lower-cased.
+    assert_eq!(
+        KeyKind::parse("header:X-Api-Key").unwrap().to_string(),
+        "header:x-api-key"
+    );
+    let parsed: RateLimit =
+        serde_json::from_str(r#"{"requests": 1, "window_s": 1, "key": "header:X-A"}"#).unwrap();
+    assert_eq!(parsed.key, KeyKind::Header("x-a".into()));
+    assert_eq!(serde_json::to_value(&parsed).unwrap()["key"], "header:x-a");
+    let bad = serde_json::from_str::<RateLimit>(r#"{"requests": 1, "window_s": 1, "key": "nope"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("rate_limit.key \"nope\" must be ip, sub, route or header:NAME"),
+        "{bad}"
+    );
 
     let headers = HashMap::from([("cf-connecting-ip", "198.51.100.1"), ("x-api-key", "k1")]);
     let header = |name: &str| headers.get(name).copied();
