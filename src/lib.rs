@@ -2,9 +2,13 @@
 pub mod config;
 pub mod gateway;
 pub mod http;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod openapi;
 pub mod pipeline;
 pub mod policy;
 pub mod ports;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod replay;
 pub mod report;
 pub mod route;
 pub mod upstream;

@@ -211,6 +211,9 @@ pub fn diff(old: &RoutesFile, new: &RoutesFile) -> String {
     if oc != nc {
         let _ = writeln!(out, "~ cors: top-level policy changed");
     }
+    if old.docs != new.docs {
+        let _ = writeln!(out, "~ docs: {} -> {}", old.docs, new.docs);
+    }
     if out.is_empty() {
         out.push_str("no route changes\n");
     }
@@ -221,6 +224,15 @@ pub fn diff(old: &RoutesFile, new: &RoutesFile) -> String {
 mod tests {
     use super::*;
     use crate::config::load;
+
+    #[test]
+    fn diff_names_the_docs_switch() {
+        let base = r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://h"}]}},
+            "routes": [{"id": "a", "path": "/a", "origin": "o"}]"#;
+        let old = load(&format!("{base}}}")).unwrap();
+        let new = load(&format!("{base}, \"docs\": true}}")).unwrap();
+        assert_eq!(diff(&old, &new), "~ docs: false -> true\n");
+    }
 
     const OLD: &str = r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://h"}]}},
         "routes": [
