@@ -1,5 +1,7 @@
 //! An API gateway for Cloudflare Workers.
 pub mod config;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod docs;
 pub mod gateway;
 pub mod http;
 #[cfg(not(target_arch = "wasm32"))]
