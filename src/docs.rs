@@ -159,7 +159,7 @@ pub fn page(file: &RoutesFile, title: &str, version: &str, openapi_href: &str) -
         h,
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{t}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n\
+         <link rel=\"icon\" href=\"data:,\">\n<title>{t}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n\
          <h1>{t}</h1>\n<p class=\"lead\">{n} route{s} · version <code>{v}</code> · \
          <a href=\"{o}\">OpenAPI 3.1 document</a></p>\n",
         t = escape(title),

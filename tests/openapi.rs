@@ -197,17 +197,23 @@ fn petstore_3_1_maps_security_and_reports_what_it_cannot_map() {
 }
 
 #[test]
-fn import_prints_to_stdout_without_out() {
-    let (code, out, err) = gateway(&[
-        "import",
-        "openapi",
-        "tests/fixtures/openapi/petstore-3.0.yaml",
-    ]);
-    // Schemas are written in the current directory: here, the repository root.
-    let _ = std::fs::remove_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas"));
-    assert_eq!(code, 0, "{err}");
-    let file: Value = serde_json::from_str(&out).unwrap();
+fn import_prints_to_stdout_without_out_and_writes_schemas_in_the_current_directory() {
+    let dir = scratch("stdout");
+    let input =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openapi/petstore-3.0.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["import", "openapi", input.to_str().unwrap()])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(file["routes"].as_array().unwrap().len(), 3);
+    assert!(dir.join("schemas/createPets.json").exists());
 }
 
 #[test]

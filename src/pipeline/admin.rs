@@ -68,10 +68,10 @@ fn docs_reply<R>(pages: &crate::gateway::DocPages, html: bool) -> Reply<R> {
     headers.set("cache-control", "public, max-age=300");
     headers.set("x-content-type-options", "nosniff");
     let (body, content_type) = if html {
-        // Nothing but the page itself and its inline style may load.
+        // Nothing but the page itself, its inline style and its empty icon may load.
         headers.set(
             "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         );
         (pages.html.to_string(), "text/html; charset=utf-8")
     } else {
