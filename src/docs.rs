@@ -39,7 +39,8 @@ a{color:var(--accent)}
 table{width:100%;border-collapse:collapse;font-size:.92rem}
 th,td{text-align:left;vertical-align:top;padding:.5rem .6rem;border-bottom:1px solid var(--line)}
 th{font-weight:600;color:var(--muted);font-size:.8rem;text-transform:uppercase;letter-spacing:.03em}
-code{font:.88em/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;word-break:break-all}
+code{font:.88em/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}
+td:first-child code{white-space:nowrap}
 .m{display:inline-block;font:600 .72rem/1 ui-monospace,monospace;padding:.25rem .4rem;margin:0 .2rem .2rem 0;border-radius:.3rem;background:var(--chip)}
 .GET,.HEAD{color:#137333}.POST{color:#9a5b00}.PUT,.PATCH{color:#1f5fbf}.DELETE{color:#b3261e}.OPTIONS{color:var(--muted)}
 @media (prefers-color-scheme:dark){.GET,.HEAD{color:#7fd99a}.POST{color:#f3b562}.PUT,.PATCH{color:#7fb0ff}.DELETE{color:#ff8a80}}
