@@ -79,8 +79,13 @@ test-native:
 test-wasm:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner cargo test --lib --target wasm32-unknown-unknown
 
-test-e2e:
+# The docs page suite drives Debian's chromium through playwright-core.
+test-e2e: chromium
 	node --test --test-concurrency=1 tests/e2e/gateway.test.mjs
+
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || { echo "installing chromium"; $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
 
 clean:
 	rm -rf build target/wasm32-unknown-unknown

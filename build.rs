@@ -16,8 +16,18 @@ mod route;
 mod http {
     pub use super::http_path as path;
 }
+// `"docs": true`: the page and the OpenAPI document, generated here.
+#[allow(dead_code)]
+#[path = "src/docs.rs"]
+mod docs;
+#[allow(dead_code)]
+#[path = "src/openapi/export.rs"]
+mod export;
 
 use std::path::PathBuf;
+
+/// The title of the docs page and of the OpenAPI document.
+const DOCS_TITLE: &str = "API reference";
 
 fn main() {
     println!("cargo:rerun-if-env-changed=GATEWAY_ROUTES");
@@ -25,6 +35,8 @@ fn main() {
     println!("cargo:rerun-if-changed=src/config");
     println!("cargo:rerun-if-changed=src/route.rs");
     println!("cargo:rerun-if-changed=src/http/path.rs");
+    println!("cargo:rerun-if-changed=src/docs.rs");
+    println!("cargo:rerun-if-changed=src/openapi/export.rs");
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let path = match std::env::var("GATEWAY_ROUTES") {
         Ok(p) if !p.is_empty() => root.join(p),
@@ -35,14 +47,17 @@ fn main() {
         eprintln!("cannot read routes file {}: {e}", path.display());
         std::process::exit(1);
     });
-    if let Err(problems) = config::load(&text) {
-        eprintln!("invalid routes file {}:", path.display());
-        for p in &problems {
-            eprintln!("  {p}");
-            println!("cargo:warning={p}");
+    let file = match config::load(&text) {
+        Ok(file) => file,
+        Err(problems) => {
+            eprintln!("invalid routes file {}:", path.display());
+            for p in &problems {
+                eprintln!("  {p}");
+                println!("cargo:warning={p}");
+            }
+            std::process::exit(1);
         }
-        std::process::exit(1);
-    }
+    };
     // Embedded without its formatting: a smaller module and less to parse at start-up.
     let compact = serde_json::from_str::<serde_json::Value>(&text)
         .map(|v| v.to_string())
@@ -52,4 +67,16 @@ fn main() {
     let version = std::env::var("GATEWAY_BUILD_VERSION")
         .unwrap_or_else(|_| std::env::var("CARGO_PKG_VERSION").expect("cargo sets it"));
     println!("cargo:rustc-env=GATEWAY_BUILD_VERSION={version}");
+    // Empty unless the file asks for them, so they cost nothing otherwise.
+    let (html, openapi) = if file.docs {
+        (
+            docs::page(&file, DOCS_TITLE, &version, "/__gateway/openapi.json"),
+            export::document(&file, DOCS_TITLE, &version).to_string(),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    let dir = out.parent().expect("OUT_DIR is a directory");
+    std::fs::write(dir.join("docs.html"), html).expect("OUT_DIR is writable");
+    std::fs::write(dir.join("openapi.json"), openapi).expect("OUT_DIR is writable");
 }

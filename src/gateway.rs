@@ -15,6 +15,18 @@ use crate::upstream::region::Regions;
 /// The routes file embedded at build time.
 pub const EMBEDDED_ROUTES: &str = include_str!(concat!(env!("OUT_DIR"), "/routes.json"));
 
+/// `GET /__gateway/docs` and `GET /__gateway/openapi.json`, generated at build
+/// time from the embedded file; empty unless it has `"docs": true`.
+pub const EMBEDDED_DOCS_HTML: &str = include_str!(concat!(env!("OUT_DIR"), "/docs.html"));
+pub const EMBEDDED_OPENAPI: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
+
+/// The pages `"docs": true` serves.
+#[derive(Debug, Clone)]
+pub struct DocPages {
+    pub html: std::borrow::Cow<'static, str>,
+    pub openapi: std::borrow::Cow<'static, str>,
+}
+
 /// The build version reported by the health endpoint.
 pub const VERSION: &str = env!("GATEWAY_BUILD_VERSION");
 
@@ -55,6 +67,14 @@ impl RouteRt {
     pub fn cors(&self) -> Option<&CorsPolicy> {
         self.chain.iter().find_map(|p| match p {
             Policy::Cors(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// The route's token requirement.
+    pub fn auth(&self) -> Option<&RouteAuth> {
+        self.chain.iter().find_map(|p| match p {
+            Policy::Auth(a) => Some(a),
             _ => None,
         })
     }
@@ -114,6 +134,9 @@ pub struct Gateway {
     pub cors: Option<CorsPolicy>,
     /// The `GATEWAY_ADMIN_TOKEN` secret, which allows cache purges.
     pub admin_token: Option<String>,
+    /// What `/__gateway/docs` and `/__gateway/openapi.json` serve, when the file
+    /// has `"docs": true` and the pages were given (see [`Gateway::with_embedded_docs`]).
+    pub docs: Option<DocPages>,
 }
 
 /// Where HMAC secrets come from: the name of a Worker secret or variable -> its value.
@@ -243,7 +266,19 @@ impl Gateway {
             providers,
             cors,
             admin_token: secrets("GATEWAY_ADMIN_TOKEN").filter(|t| !t.is_empty()),
+            docs: None,
         })
+    }
+
+    /// Serves the pages the build generated; only for a gateway of [`EMBEDDED_ROUTES`].
+    pub fn with_embedded_docs(mut self) -> Gateway {
+        if self.file.docs && !EMBEDDED_DOCS_HTML.is_empty() {
+            self.docs = Some(DocPages {
+                html: EMBEDDED_DOCS_HTML.into(),
+                openapi: EMBEDDED_OPENAPI.into(),
+            });
+        }
+        self
     }
 }
 

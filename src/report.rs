@@ -231,6 +231,15 @@ mod tests {
     use super::*;
     use crate::config::load;
 
+    #[test]
+    fn diff_names_the_docs_switch() {
+        let base = r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://h"}]}},
+            "routes": [{"id": "a", "path": "/a", "origin": "o"}]"#;
+        let old = load(&format!("{base}}}")).unwrap();
+        let new = load(&format!("{base}, \"docs\": true}}")).unwrap();
+        assert_eq!(diff(&old, &new), "~ docs: - -> true\n");
+    }
+
     const OLD: &str = r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://h"}]}},
         "routes": [
           {"id": "keep", "path": "/k", "origin": "o"},

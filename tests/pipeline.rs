@@ -1007,6 +1007,46 @@ fn unknown_gateway_endpoints_are_404_and_never_reach_upstream() {
 }
 
 #[test]
+fn docs_pages_are_served_only_when_the_file_asks_for_them() {
+    let mut file = catch_all_config();
+    file["docs"] = json!(true);
+    let mut w = world(file);
+    // The edge serves the pages build.rs generated; here they are generated the same way.
+    w.gw.docs = Some(edge_gateway::gateway::DocPages {
+        html: edge_gateway::docs::page(&w.gw.file, "API reference", "t", "/__gateway/openapi.json")
+            .into(),
+        openapi: edge_gateway::openapi::export::document(&w.gw.file, "API reference", "t")
+            .to_string()
+            .into(),
+    });
+    let out = w.send(&get("/__gateway/docs"));
+    assert_eq!(out.status, 200);
+    assert_eq!(
+        out.h("content-type").as_deref(),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(out
+        .h("content-security-policy")
+        .is_some_and(|c| c.starts_with("default-src 'none'")));
+    let html = out.body.clone().unwrap();
+    assert!(html.contains("data-route=\"all\""), "{html}");
+    assert!(!html.contains("origin.test"), "no origin URL: {html}");
+    let out = w.send(&get("/__gateway/openapi.json"));
+    assert_eq!(out.status, 200);
+    assert_eq!(out.h("content-type").as_deref(), Some("application/json"));
+    assert_eq!(out.json()["openapi"], "3.1.0");
+    assert_eq!(w.send(&req("HEAD", "/__gateway/docs")).body, None);
+    let out = w.send(&req("POST", "/__gateway/docs"));
+    assert_problem(&out, 405, "method-not-allowed");
+    assert!(w.ports.sent().is_empty(), "{:?}", w.ports.sent_urls());
+
+    // Without `"docs": true` there is no such endpoint.
+    let w = world(catch_all_config());
+    assert_problem(&w.send(&get("/__gateway/docs")), 404, "not-found");
+    assert_problem(&w.send(&get("/__gateway/openapi.json")), 404, "not-found");
+}
+
+#[test]
 fn dot_segments_and_slashes_are_resolved_before_routing() {
     let w = world(config());
     for (target, upstream) in [

@@ -28,6 +28,11 @@ pub struct RoutesFile {
     pub cors: Option<Cors>,
     /// The routes, matched by host, path and method.
     pub routes: Vec<Route>,
+    /// Serve `GET /__gateway/docs` (an HTML page of the routes, generated at build
+    /// time) and `GET /__gateway/openapi.json`. They show route paths, methods,
+    /// auth, limits and cache rules, never origin URLs, keys or secrets.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub docs: bool,
 }
 
 /// A microservice deployed in one or more regions.

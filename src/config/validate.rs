@@ -76,10 +76,10 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
         return Err(problems.0);
     };
     for key in top.keys() {
-        if !["$schema", "origins", "jwt", "cors", "routes"].contains(&key.as_str()) {
+        if !["$schema", "origins", "jwt", "cors", "routes", "docs"].contains(&key.as_str()) {
             problems.add(
                 "file",
-                format!("unknown field \"{key}\", expected one of \"$schema\", \"origins\", \"jwt\", \"cors\", \"routes\""),
+                format!("unknown field \"{key}\", expected one of \"$schema\", \"origins\", \"jwt\", \"cors\", \"routes\", \"docs\""),
             );
         }
     }
@@ -89,6 +89,15 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
         Some(_) => {
             problems.add("file", "\"$schema\" must be a string");
             None
+        }
+    };
+
+    let docs = match top.get("docs") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            problems.add("file", "\"docs\" must be true or false");
+            false
         }
     };
 
@@ -124,6 +133,7 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
         jwt,
         cors,
         routes,
+        docs,
     };
     check(&file, routes_ok, &mut problems);
     if problems.0.is_empty() {
@@ -604,6 +614,16 @@ mod tests {
             p[2].contains("route \"c\": rewrite \"/x/{idx}\" uses parameter \"idx\""),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn docs_is_a_boolean() {
+        let base = r#"{"origins": {"users": {"regions": [{"name": "r", "url": "http://h"}]}},
+            "routes": [{"id": "a", "path": "/a", "origin": "users"}]"#;
+        assert!(load(&format!("{base}, \"docs\": true}}")).unwrap().docs);
+        assert!(!load(&format!("{base}}}")).unwrap().docs);
+        let p = load(&format!("{base}, \"docs\": {{\"origins\": true}}}}")).unwrap_err();
+        assert_eq!(p[0].to_string(), "file: \"docs\" must be true or false");
     }
 
     #[test]

@@ -64,7 +64,8 @@ fn isolate(env: &Env) -> Rc<Isolate> {
             };
             // The build validated the file, so this cannot fail for an embedded file.
             let gw = Gateway::from_prepared(EMBEDDED_ROUTES, &secret)
-                .expect("the embedded routes file was validated at build time");
+                .expect("the embedded routes file was validated at build time")
+                .with_embedded_docs();
             for p in gw.providers.iter().filter_map(|p| p.as_ref().err()) {
                 console_error!("{}", Event::ConfigError { error: p }.to_json());
             }

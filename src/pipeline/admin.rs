@@ -50,8 +50,38 @@ pub(super) async fn endpoint<P: Ports, H: HeaderView + ?Sized>(
             }
             purge(call).await
         }
+        "/docs" | "/openapi.json" if gw.docs.is_some() => {
+            if !matches!(req.method, "GET" | "HEAD") {
+                return Err(
+                    Problem::new(Kind::MethodNotAllowed, "this path allows GET, HEAD")
+                        .with_header("allow", "GET, HEAD"),
+                );
+            }
+            let Some(pages) = &gw.docs else {
+                return Err(Problem::new(Kind::NotFound, "no such gateway endpoint"));
+            };
+            Ok(docs_reply(pages, own == "/docs"))
+        }
         _ => Err(Problem::new(Kind::NotFound, "no such gateway endpoint")),
     }
+}
+
+/// The docs page or the OpenAPI document: generated at build time, public.
+fn docs_reply<R>(pages: &crate::gateway::DocPages, html: bool) -> Reply<R> {
+    let mut headers = HeaderEdits::default();
+    headers.set("cache-control", "public, max-age=300");
+    headers.set("x-content-type-options", "nosniff");
+    let (body, content_type) = if html {
+        // Nothing but the page itself, its inline style and its empty icon may load.
+        headers.set(
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        );
+        (pages.html.to_string(), "text/html; charset=utf-8")
+    } else {
+        (pages.openapi.to_string(), "application/json")
+    };
+    Reply::own(200, Body::Own(body, content_type), headers)
 }
 
 /// `DELETE /__gateway/cache?path=/api/items/1%3Fpage%3D2[&subject=SUB]`, with the admin token.

@@ -193,7 +193,9 @@ export function mergeConfig(fragments) {
       ids.add(route.id);
       file.routes.push(route);
     }
-    const unknown = Object.keys(part).filter((k) => !['origins', 'jwt', 'cors', 'routes'].includes(k));
+    // Any suite may switch the docs page on; it then lists every suite's routes.
+    if (part.docs) file.docs = true;
+    const unknown = Object.keys(part).filter((k) => !['origins', 'jwt', 'cors', 'routes', 'docs'].includes(k));
     if (unknown.length) throw new Error(`suite ${suite}: unknown config keys ${unknown.join(', ')}`);
   }
   return file;

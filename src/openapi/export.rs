@@ -1,0 +1,216 @@
+//! A routes file as an OpenAPI 3.1 document.
+//!
+//! Pure: it reads only the configuration types, so the build script compiles it
+//! too (for `GET /__gateway/openapi.json`). The document holds no secrets and no
+//! origin URLs: origins appear by name only.
+//!
+//! Mapping, which `import` reads back:
+//! - the route path in matchit syntax becomes an OpenAPI path template (`{id}`
+//!   stays, the catch-all `{*rest}` becomes `{rest}` with a path parameter marked
+//!   `x-gateway-catch-all: true`; literal `{{`/`}}` become `{`/`}`);
+//! - one operation per configured method (GET without HEAD: HEAD is implied and
+//!   not listed; no `methods`: every method), each with `x-gateway-route` naming
+//!   the route, and `operationId` the route id (suffixed by the method when the
+//!   route has several);
+//! - `auth` becomes `security` over a bearer scheme per jwt provider;
+//! - `host`, `origin`, `rate_limit` and `cache` become `x-gateway-host`,
+//!   `x-gateway-origin`, `x-gateway-rate-limit` and `x-gateway-cache`.
+
+use serde_json::{json, Map, Value};
+
+use crate::config::{Method, Route, RoutesFile};
+
+/// The title given when the caller has none.
+pub const DEFAULT_TITLE: &str = "API";
+
+/// A route path as an OpenAPI path template, and its parameters (name, catch-all).
+pub fn openapi_path(path: &str) -> (String, Vec<(String, bool)>) {
+    let mut out = String::with_capacity(path.len());
+    let mut params = Vec::new();
+    let mut rest = path;
+    while let Some(c) = rest.chars().next() {
+        if rest.starts_with("{{") {
+            out.push('{');
+            rest = &rest[2..];
+        } else if rest.starts_with("}}") {
+            out.push('}');
+            rest = &rest[2..];
+        } else if c == '{' {
+            let Some(end) = rest.find('}') else {
+                out.push_str(rest);
+                break;
+            };
+            let inner = &rest[1..end];
+            let (name, catch_all) = match inner.strip_prefix('*') {
+                Some(n) => (n, true),
+                None => (inner, false),
+            };
+            out.push('{');
+            out.push_str(name);
+            out.push('}');
+            params.push((name.to_string(), catch_all));
+            rest = &rest[end + 1..];
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    (out, params)
+}
+
+/// The methods a route is exported with.
+pub fn exported_methods(route: &Route) -> Vec<Method> {
+    match &route.methods {
+        None => Method::ALL.to_vec(),
+        Some(ms) => {
+            let mut ms = ms.clone();
+            ms.sort();
+            ms.dedup();
+            ms
+        }
+    }
+}
+
+fn operation(file: &RoutesFile, route: &Route, method: Method, several: bool) -> Value {
+    let (_, params) = openapi_path(&route.path);
+    let mut op = Map::new();
+    let op_id = if several {
+        format!("{}-{}", route.id, method.as_str().to_ascii_lowercase())
+    } else {
+        route.id.clone()
+    };
+    op.insert("operationId".into(), json!(op_id));
+    op.insert("x-gateway-route".into(), json!(route.id));
+    op.insert("x-gateway-origin".into(), json!(route.origin));
+    if let Some(host) = &route.host {
+        op.insert("x-gateway-host".into(), json!(host));
+    }
+    if !params.is_empty() {
+        let ps: Vec<Value> = params
+            .iter()
+            .map(|(name, catch_all)| {
+                let mut p = json!({
+                    "name": name,
+                    "in": "path",
+                    "required": true,
+                    "schema": {"type": "string"},
+                });
+                if *catch_all {
+                    p["description"] = json!("the rest of the path, slashes included");
+                    p["x-gateway-catch-all"] = json!(true);
+                }
+                p
+            })
+            .collect();
+        op.insert("parameters".into(), Value::Array(ps));
+    }
+    let mut responses = Map::new();
+    responses.insert(
+        "default".into(),
+        json!({"description": "the origin's response"}),
+    );
+    if let Some(auth) = &route.auth {
+        op.insert(
+            "security".into(),
+            json!([{ auth.jwt.clone(): auth.scopes }]),
+        );
+        responses.insert(
+            "401".into(),
+            json!({"description": "the bearer token is missing or not valid"}),
+        );
+        if !auth.scopes.is_empty() {
+            responses.insert(
+                "403".into(),
+                json!({"description": "the token lacks a required scope"}),
+            );
+        }
+    } else if !file.jwt.is_empty() {
+        // The document may declare a default elsewhere; this operation needs no token.
+        op.insert("security".into(), json!([]));
+    }
+    if let Some(rl) = &route.rate_limit {
+        op.insert(
+            "x-gateway-rate-limit".into(),
+            json!({"requests": rl.requests, "window_s": rl.window_s, "key": rl.key}),
+        );
+        responses.insert(
+            "429".into(),
+            json!({"description": "over the rate limit; retry after `retry-after` seconds"}),
+        );
+    }
+    if let Some(cache) = &route.cache {
+        let mut c = json!({"ttl_s": cache.ttl_s});
+        if !cache.vary.is_empty() {
+            c["vary"] = json!(cache.vary);
+        }
+        op.insert("x-gateway-cache".into(), c);
+    }
+    op.insert("responses".into(), Value::Object(responses));
+    Value::Object(op)
+}
+
+/// The OpenAPI 3.1 document of a routes file.
+pub fn document(file: &RoutesFile, title: &str, version: &str) -> Value {
+    let mut paths: Map<String, Value> = Map::new();
+    for route in &file.routes {
+        let (path, _) = openapi_path(&route.path);
+        let methods = exported_methods(route);
+        // GET implies HEAD: HEAD is listed only when the route does not allow GET.
+        let listed: Vec<Method> = methods
+            .iter()
+            .copied()
+            .filter(|m| !(*m == Method::Head && methods.contains(&Method::Get)))
+            .collect();
+        let item = paths
+            .entry(path)
+            .or_insert_with(|| Value::Object(Map::new()));
+        for m in &listed {
+            let key = m.as_str().to_ascii_lowercase();
+            if let Value::Object(item) = item {
+                // Two routes on other hosts may share a path and method: OpenAPI has
+                // one operation there, the first route's; the others are listed by id.
+                match item.get_mut(&key) {
+                    Some(existing) => {
+                        let op = operation(file, route, *m, listed.len() > 1);
+                        if let Some(obj) = existing.as_object_mut() {
+                            if let Value::Array(list) = obj
+                                .entry("x-gateway-also-routes")
+                                .or_insert_with(|| json!([]))
+                            {
+                                list.push(op);
+                            }
+                        }
+                    }
+                    None => {
+                        item.insert(key, operation(file, route, *m, listed.len() > 1));
+                    }
+                }
+            }
+        }
+    }
+    let mut doc = json!({
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+    });
+    if !file.jwt.is_empty() {
+        let schemes: Map<String, Value> = file
+            .jwt
+            .iter()
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    json!({
+                        "type": "http",
+                        "scheme": "bearer",
+                        "bearerFormat": "JWT",
+                        "description": format!("a JWT issued by {}", p.issuer),
+                        "x-gateway-issuer": p.issuer,
+                    }),
+                )
+            })
+            .collect();
+        doc["components"] = json!({ "securitySchemes": schemes });
+    }
+    doc
+}
