@@ -6,6 +6,10 @@ use crate::http::headers::GATEWAY_OWNED_REQUEST;
 use crate::policy::auth::Provider;
 use crate::policy::cache::CachePolicy;
 use crate::policy::cors::CorsPolicy;
+use crate::policy::geo::GeoPolicy;
+use crate::policy::headers::HeaderPolicy;
+use crate::policy::ip::IpPolicy;
+use crate::policy::query::QueryPolicy;
 use crate::policy::ratelimit::KeyKind;
 use crate::route::RouteTable;
 use crate::upstream::region::Regions;
@@ -50,6 +54,55 @@ pub struct RouteRt {
     pub cache: Option<CachePolicy>,
     /// The route's own CORS policy, or the top-level one.
     pub cors: Option<CorsPolicy>,
+    /// The request policies: each the route's own, or the top level's.
+    pub policies: RequestPolicies,
+}
+
+/// A route's request policies (section "Request policies" of the README), compiled.
+#[derive(Debug, Default)]
+pub struct RequestPolicies {
+    pub max_body_bytes: Option<u64>,
+    pub ip: Option<IpPolicy>,
+    pub geo: Option<GeoPolicy>,
+    pub request_headers: Option<HeaderPolicy>,
+    pub response_headers: Option<HeaderPolicy>,
+    pub query: Option<QueryPolicy>,
+}
+
+impl RequestPolicies {
+    /// The route's own policies, each replacing the top level's when the route has it.
+    fn compile(file: &RoutesFile, r: &config::Route, params: &[String]) -> Result<Self, String> {
+        let err =
+            |field: &'static str| move |e: String| format!("route \"{}\": {field}: {e}", r.id);
+        Ok(RequestPolicies {
+            max_body_bytes: r.max_body_bytes.or(file.max_body_bytes),
+            ip: match r.ip.as_ref().or(file.ip.as_ref()) {
+                Some(rule) => IpPolicy::new(rule).map_err(err("ip"))?,
+                None => None,
+            },
+            geo: r
+                .geo
+                .as_ref()
+                .or(file.geo.as_ref())
+                .and_then(GeoPolicy::new),
+            request_headers: match r.request_headers.as_ref().or(file.request_headers.as_ref()) {
+                Some(rules) => HeaderPolicy::new(rules, params).map_err(err("request_headers"))?,
+                None => None,
+            },
+            response_headers: match r
+                .response_headers
+                .as_ref()
+                .or(file.response_headers.as_ref())
+            {
+                Some(rules) => HeaderPolicy::new(rules, params).map_err(err("response_headers"))?,
+                None => None,
+            },
+            query: match r.query.as_ref().or(file.query.as_ref()) {
+                Some(rules) => QueryPolicy::new(rules, params).map_err(err("query"))?,
+                None => None,
+            },
+        })
+    }
 }
 
 impl RouteRt {
@@ -200,6 +253,7 @@ impl Gateway {
                 rate_limit,
                 cache: CachePolicy::for_route(r),
                 cors: CorsPolicy::for_route(file.cors.as_ref(), r),
+                policies: RequestPolicies::compile(&file, r, &template.params)?,
             });
         }
         let mut dropped_request_headers: Vec<String> = GATEWAY_OWNED_REQUEST

@@ -14,6 +14,8 @@ pub enum FetchError {
     Connect(String),
     /// An answer the runtime parsed but cannot pass on: a status outside 200-599.
     Invalid,
+    /// The request body grew past `max_body_bytes` while it streamed: the upload was cut.
+    BodyTooLarge,
 }
 
 /// One upstream attempt.
@@ -24,6 +26,9 @@ pub struct UpstreamRequest<'a> {
     /// Applied to a copy of the incoming request's headers.
     pub headers: &'a HeaderEdits,
     pub timeout_ms: u64,
+    /// The route's `max_body_bytes`: a body of undeclared length is counted as it
+    /// streams and cut before it passes this ([`FetchError::BodyTooLarge`]).
+    pub max_body_bytes: Option<u64>,
 }
 
 /// A fetched JWK Set: the body and the response's `Cache-Control`.

@@ -36,6 +36,53 @@ fn cache(r: &Route) -> String {
     })
 }
 
+/// A policy's settings as compact JSON, `-` when absent.
+fn json<T: serde::Serialize>(v: Option<&T>) -> String {
+    v.map_or("-".into(), |v| serde_json::to_string(v).unwrap_or_default())
+}
+
+/// The request policies in effect on a route (its own, else the top level's), in short.
+fn policies(file: &RoutesFile, r: &Route) -> String {
+    let mut out = Vec::new();
+    if let Some(max) = r.max_body_bytes.or(file.max_body_bytes) {
+        out.push(format!("body<={max}"));
+    }
+    let ip = r.ip.as_ref().or(file.ip.as_ref());
+    if ip.is_some_and(|i| !i.allow.is_empty() || !i.deny.is_empty()) {
+        out.push("ip".to_string());
+    }
+    let geo = r.geo.as_ref().or(file.geo.as_ref());
+    if geo.is_some_and(|g| !g.allow.is_empty() || !g.deny.is_empty()) {
+        out.push("geo".to_string());
+    }
+    let edits = [
+        (
+            "req-headers",
+            r.request_headers.as_ref().or(file.request_headers.as_ref()),
+        ),
+        (
+            "resp-headers",
+            r.response_headers
+                .as_ref()
+                .or(file.response_headers.as_ref()),
+        ),
+    ];
+    for (name, rules) in edits {
+        if rules.is_some_and(|h| !h.set.is_empty() || !h.remove.is_empty()) {
+            out.push(name.to_string());
+        }
+    }
+    let query = r.query.as_ref().or(file.query.as_ref());
+    if query.is_some_and(|q| !q.set.is_empty() || !q.remove.is_empty()) {
+        out.push("query".to_string());
+    }
+    if out.is_empty() {
+        "-".into()
+    } else {
+        out.join(",")
+    }
+}
+
 fn target(r: &Route) -> String {
     match &r.rewrite {
         Some(rw) => format!("{} {}", r.origin, rw),
@@ -43,12 +90,13 @@ fn target(r: &Route) -> String {
     }
 }
 
-/// One row per route: id, methods, host, path, origin and upstream path, auth, limit, cache.
+/// One row per route: id, methods, host, path, origin and upstream path, auth, limit,
+/// cache and the request policies in effect.
 pub fn table(file: &RoutesFile) -> String {
     let header = [
-        "ID", "METHODS", "HOST", "PATH", "UPSTREAM", "AUTH", "LIMIT", "CACHE",
+        "ID", "METHODS", "HOST", "PATH", "UPSTREAM", "AUTH", "LIMIT", "CACHE", "POLICIES",
     ];
-    let rows: Vec<[String; 8]> = file
+    let rows: Vec<[String; 9]> = file
         .routes
         .iter()
         .map(|r| {
@@ -61,6 +109,7 @@ pub fn table(file: &RoutesFile) -> String {
                 auth(r),
                 limit(r),
                 cache(r),
+                policies(file, r),
             ]
         })
         .collect();
@@ -123,7 +172,7 @@ pub fn diff(old: &RoutesFile, new: &RoutesFile) -> String {
         let Some(old_r) = old_routes.get(id) else {
             continue;
         };
-        let fields: [(&str, String, String); 9] = [
+        let mut fields: Vec<(&str, String, String)> = vec![
             ("path", old_r.path.clone(), new_r.path.clone()),
             (
                 "host",
@@ -152,6 +201,31 @@ pub fn diff(old: &RoutesFile, new: &RoutesFile) -> String {
                     .map_or("-".into(), |c| serde_json::to_string(c).unwrap_or_default()),
             ),
         ];
+        fields.extend([
+            (
+                "max_body_bytes",
+                json(old_r.max_body_bytes.as_ref()),
+                json(new_r.max_body_bytes.as_ref()),
+            ),
+            ("ip", json(old_r.ip.as_ref()), json(new_r.ip.as_ref())),
+            ("geo", json(old_r.geo.as_ref()), json(new_r.geo.as_ref())),
+            (
+                "request_headers",
+                json(old_r.request_headers.as_ref()),
+                json(new_r.request_headers.as_ref()),
+            ),
+            (
+                "response_headers",
+                json(old_r.response_headers.as_ref()),
+                json(new_r.response_headers.as_ref()),
+            ),
+            (
+                "query",
+                json(old_r.query.as_ref()),
+                json(new_r.query.as_ref()),
+            ),
+            ("policies", policies(old, old_r), policies(new, new_r)),
+        ]);
         for (name, before, after) in fields {
             if before != after {
                 let _ = writeln!(out, "~ route \"{id}\": {name}: {before} -> {after}");
@@ -211,6 +285,31 @@ pub fn diff(old: &RoutesFile, new: &RoutesFile) -> String {
     if oc != nc {
         let _ = writeln!(out, "~ cors: top-level policy changed");
     }
+    let top = [
+        (
+            "max_body_bytes",
+            json(old.max_body_bytes.as_ref()),
+            json(new.max_body_bytes.as_ref()),
+        ),
+        ("ip", json(old.ip.as_ref()), json(new.ip.as_ref())),
+        ("geo", json(old.geo.as_ref()), json(new.geo.as_ref())),
+        (
+            "request_headers",
+            json(old.request_headers.as_ref()),
+            json(new.request_headers.as_ref()),
+        ),
+        (
+            "response_headers",
+            json(old.response_headers.as_ref()),
+            json(new.response_headers.as_ref()),
+        ),
+        ("query", json(old.query.as_ref()), json(new.query.as_ref())),
+    ];
+    for (name, before, after) in top {
+        if before != after {
+            let _ = writeln!(out, "~ top-level {name}: {before} -> {after}");
+        }
+    }
     if out.is_empty() {
         out.push_str("no route changes\n");
     }
@@ -250,6 +349,48 @@ mod tests {
              ~ route \"change\": cache: - -> 30s\n\
              ~ origin \"o\": regions, timeout or circuit breaker changed\n"
         );
+    }
+
+    #[test]
+    fn diff_and_table_show_request_policies() {
+        let old = load(
+            r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://h"}]}},
+                "ip": {"deny": ["10.0.0.0/8"]},
+                "routes": [{"id": "a", "path": "/a/{id}", "origin": "o"},
+                           {"id": "b", "path": "/b", "origin": "o", "ip": {}}]}"#,
+        )
+        .unwrap();
+        let new = load(
+            r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://h"}]}},
+                "ip": {"deny": ["10.0.0.0/16"]}, "max_body_bytes": 1000,
+                "routes": [{"id": "a", "path": "/a/{id}", "origin": "o",
+                            "geo": {"allow": ["EU"]}, "query": {"remove": ["debug"]},
+                            "request_headers": {"set": {"x-id": "{id}"}},
+                            "response_headers": {"remove": ["server"]}},
+                           {"id": "b", "path": "/b", "origin": "o", "ip": {}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            diff(&old, &new),
+            "~ route \"a\": geo: - -> {\"allow\":[\"EU\"]}\n\
+             ~ route \"a\": request_headers: - -> {\"set\":{\"x-id\":\"{id}\"}}\n\
+             ~ route \"a\": response_headers: - -> {\"remove\":[\"server\"]}\n\
+             ~ route \"a\": query: - -> {\"remove\":[\"debug\"]}\n\
+             ~ route \"a\": policies: ip -> body<=1000,ip,geo,req-headers,resp-headers,query\n\
+             ~ route \"b\": policies: - -> body<=1000\n\
+             ~ top-level max_body_bytes: - -> 1000\n\
+             ~ top-level ip: {\"deny\":[\"10.0.0.0/8\"]} -> {\"deny\":[\"10.0.0.0/16\"]}\n"
+        );
+        let t = table(&new);
+        assert!(t.lines().next().unwrap().ends_with("POLICIES"), "{t}");
+        assert!(
+            t.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("body<=1000,ip,geo,req-headers,resp-headers,query"),
+            "{t}"
+        );
+        assert!(t.lines().nth(2).unwrap().ends_with("body<=1000"), "{t}");
     }
 
     #[test]

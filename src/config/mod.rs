@@ -3,6 +3,7 @@
 //! This module depends on nothing else in the crate, so the build script can
 //! compile it too and refuse to embed an invalid file.
 
+pub mod managed;
 pub mod path;
 pub mod types;
 pub mod validate;

@@ -400,6 +400,7 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
             "GET and HEAD requests cannot carry a body",
         ));
     }
+    policies::check_request(route, req)?;
 
     // Auth.
     let verified = match &route.auth {
@@ -472,7 +473,9 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
                 match ports.cache_get(&key).await {
                     Ok(Some(hit)) => {
                         ctx.x_cache = Some(XCache::Hit);
-                        return Ok(cache_phase::cached_reply(ports, req, hit));
+                        let mut reply = cache_phase::cached_reply(ports, req, hit);
+                        policies::edit_response(ports, route, &params, &mut reply);
+                        return Ok(reply);
                     }
                     Ok(None) => {}
                     Err(e) => ports.event(
@@ -491,6 +494,7 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
     // Upstream.
     let mut reply =
         upstream::forward(call, route, method, &path, &params, verified.as_ref(), ctx).await?;
+    policies::edit_response(ports, route, &params, &mut reply);
     if let (Some(key), Some(policy), Body::Upstream(response)) =
         (store_key, &route.cache, &reply.body)
     {
@@ -519,5 +523,6 @@ pub const ORIGIN_CACHE_CONTROL: &str = "x-gateway-origin-cache-control";
 mod admin;
 mod auth;
 mod cache_phase;
+mod policies;
 mod respond;
 mod upstream;

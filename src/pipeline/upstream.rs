@@ -29,7 +29,7 @@ fn traceparent<P: Ports, H: HeaderView + ?Sized>(ports: &P, req: &Incoming<'_, H
 }
 
 /// An origin response's headers, read through the ports.
-struct ResponseHeaders<'a, P: Ports>(&'a P, &'a P::Response);
+pub(super) struct ResponseHeaders<'a, P: Ports>(pub &'a P, pub &'a P::Response);
 
 impl<P: Ports> HeaderView for ResponseHeaders<'_, P> {
     fn get(&self, name: &str) -> Option<String> {
@@ -103,7 +103,9 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
             "this path cannot be forwarded: its rewrite would contain a dot segment",
         ));
     };
-    let headers = upstream_headers(call, route, verified, &ctx.rid);
+    let mut headers = upstream_headers(call, route, verified, &ctx.rid);
+    super::policies::edit_upstream_headers(route, req, params, &mut headers);
+    let query = super::policies::upstream_query(route, req.query, params);
     let may_retry = is_retryable_method(method) && !req.has_body;
     let mut order = origin
         .choice
@@ -124,11 +126,11 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
             log_transition(ports, &origin.name, &region.name, t.as_str());
         }
         let mut url = String::with_capacity(
-            region.base.len() + upstream_path.len() + 1 + req.query.map_or(0, str::len),
+            region.base.len() + upstream_path.len() + 1 + query.as_ref().map_or(0, |q| q.len()),
         );
         url.push_str(&region.base);
         url.push_str(&upstream_path);
-        if let Some(q) = req.query {
+        if let Some(q) = &query {
             url.push('?');
             url.push_str(q);
         }
@@ -138,8 +140,17 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
                 method,
                 headers: &headers,
                 timeout_ms: route.timeout_ms,
+                max_body_bytes: route.policies.max_body_bytes,
             })
             .await;
+        if matches!(result, Err(FetchError::BodyTooLarge)) {
+            // The client's fault, not the region's: no breaker record, no failover.
+            ctx.log.region = Some(region.name.clone());
+            ctx.upstream_ms = Some(ports.now_ms().saturating_sub(upstream_started));
+            return Err(super::policies::too_large(
+                route.policies.max_body_bytes.unwrap_or_default(),
+            ));
+        }
         let result = match result {
             // The runtime lets statuses like 2 or 999 through from a lenient parse,
             // but no response can be built with them.
@@ -152,6 +163,7 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
             Err(FetchError::Timeout) => (None, Some("timeout")),
             Err(FetchError::Connect(_)) => (None, Some("connect")),
             Err(FetchError::Invalid) => (None, Some("invalid_response")),
+            Err(FetchError::BodyTooLarge) => (None, Some("body_too_large")),
         };
         let failed = status.is_none_or(is_retryable_status);
         let transition =
@@ -202,6 +214,9 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
         Some(Err(FetchError::Connect(_))) => Err(Problem::new(
             Kind::BadGateway,
             "the origin could not be reached",
+        )),
+        Some(Err(FetchError::BodyTooLarge)) => Err(super::policies::too_large(
+            route.policies.max_body_bytes.unwrap_or_default(),
         )),
         Some(Err(FetchError::Invalid)) => Err(Problem::new(
             Kind::BadGateway,
