@@ -26,8 +26,9 @@ pub struct UpstreamRequest<'a> {
     /// Applied to a copy of the incoming request's headers.
     pub headers: &'a HeaderEdits,
     pub timeout_ms: u64,
-    /// The route's `max_body_bytes`: a body of undeclared length is counted as it
-    /// streams and cut before it passes this ([`FetchError::BodyTooLarge`]).
+    /// The route's `max_body_bytes`: an edge that counts a body of undeclared length
+    /// cuts it before it passes this and answers [`FetchError::BodyTooLarge`] (the
+    /// Workers edge does not count yet).
     pub max_body_bytes: Option<u64>,
 }
 

@@ -26,18 +26,6 @@ use crate::policy::cache;
 use crate::policy::ratelimit::Then;
 use crate::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
 
-#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/edge/body_limit.js")]
-extern "C" {
-    /// Counts a streamed request body and cuts it past a limit (`body_limit.js`).
-    type BodyLimit;
-    #[wasm_bindgen(constructor)]
-    fn new(max: f64) -> BodyLimit;
-    #[wasm_bindgen(method)]
-    fn wrap(this: &BodyLimit, stream: &web_sys::ReadableStream) -> web_sys::ReadableStream;
-    #[wasm_bindgen(method, getter)]
-    fn exceeded(this: &BodyLimit) -> bool;
-}
-
 /// How long a JWKS fetch may take.
 const JWKS_TIMEOUT_MS: u64 = 5_000;
 
@@ -212,21 +200,12 @@ impl Ports for EdgePorts<'_> {
         init.set_method(up.method.as_str());
         init.set_headers(&headers);
         init.set_redirect(web_sys::RequestRedirect::Manual);
-        let mut limit = None;
+        // `max_body_bytes` is enforced on declared lengths by the pipeline; counting a
+        // streamed body here (`up.max_body_bytes`, `FetchError::BodyTooLarge`) is not
+        // done yet: the body of unknown length streams through unlimited.
         if let Some(body) = self.request.body() {
             if self.has_body && !self.body_sent.replace(true) {
-                let length = self.request.headers().get("content-length").ok().flatten();
-                match up
-                    .max_body_bytes
-                    .filter(|_| crate::policy::body_limit::needs_counting(true, length.as_deref()))
-                {
-                    Some(max) => {
-                        let counter = BodyLimit::new(max as f64);
-                        init.set_body(&counter.wrap(&body));
-                        limit = Some(counter);
-                    }
-                    None => init.set_body(&body),
-                }
+                init.set_body(&body);
             }
         }
         let controller = web_sys::AbortController::new()
@@ -234,11 +213,7 @@ impl Ports for EdgePorts<'_> {
         init.set_signal(Some(&controller.signal()));
         let request = web_sys::Request::new_with_str_and_init(up.url, &init)
             .map_err(|e| FetchError::Connect(format!("{e:?}")))?;
-        let result = fetch_with_timeout(&request, &controller, up.timeout_ms).await;
-        match (result, limit) {
-            (Err(_), Some(limit)) if limit.exceeded() => Err(FetchError::BodyTooLarge),
-            (result, _) => result,
-        }
+        fetch_with_timeout(&request, &controller, up.timeout_ms).await
     }
 
     fn status(&self, response: &web_sys::Response) -> u16 {
