@@ -7,6 +7,10 @@ use crate::policy::auth::phase::RouteAuth;
 use crate::policy::auth::Provider;
 use crate::policy::cache::CachePolicy;
 use crate::policy::cors::CorsPolicy;
+use crate::policy::geo::GeoPolicy;
+use crate::policy::headers::HeaderPolicy;
+use crate::policy::ip::IpPolicy;
+use crate::policy::query::QueryPolicy;
 use crate::policy::ratelimit::phase::RouteLimit;
 use crate::policy::Policy;
 use crate::route::{Match, RouteTable};
@@ -62,11 +66,68 @@ pub struct RouteRt {
     pub chain: Vec<Policy>,
 }
 
+/// The request policies a route has, each its own or the top level's:
+/// `(response_headers, [ip, geo, max_body_bytes])` and `[request_headers, query]`,
+/// in chain order.
+fn request_policies(
+    file: &RoutesFile,
+    r: &config::Route,
+    params: &[String],
+) -> Result<(Vec<Policy>, Vec<Policy>), String> {
+    let err = |field: &'static str| move |e: String| format!("route \"{}\": {field}: {e}", r.id);
+    let mut before = Vec::new();
+    let mut upstream = Vec::new();
+    if let Some(rules) = r
+        .response_headers
+        .as_ref()
+        .or(file.response_headers.as_ref())
+    {
+        if let Some(p) = HeaderPolicy::new(rules, params).map_err(err("response_headers"))? {
+            before.push(Policy::ResponseHeaders(p));
+        }
+    }
+    if let Some(rule) = r.ip.as_ref().or(file.ip.as_ref()) {
+        if let Some(p) = IpPolicy::new(rule).map_err(err("ip"))? {
+            before.push(Policy::Ip(p));
+        }
+    }
+    if let Some(p) = r
+        .geo
+        .as_ref()
+        .or(file.geo.as_ref())
+        .and_then(GeoPolicy::new)
+    {
+        before.push(Policy::Geo(p));
+    }
+    if let Some(max) = r.max_body_bytes.or(file.max_body_bytes) {
+        before.push(Policy::BodyLimit(max));
+    }
+    if let Some(rules) = r.request_headers.as_ref().or(file.request_headers.as_ref()) {
+        if let Some(p) = HeaderPolicy::new(rules, params).map_err(err("request_headers"))? {
+            upstream.push(Policy::RequestHeaders(p));
+        }
+    }
+    if let Some(rules) = r.query.as_ref().or(file.query.as_ref()) {
+        if let Some(p) = QueryPolicy::new(rules, params).map_err(err("query"))? {
+            upstream.push(Policy::Query(p));
+        }
+    }
+    Ok((before, upstream))
+}
+
 impl RouteRt {
     /// The route's CORS policy (its own, or the top-level one).
     pub fn cors(&self) -> Option<&CorsPolicy> {
         self.chain.iter().find_map(|p| match p {
             Policy::Cors(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// The route's `max_body_bytes`.
+    pub fn max_body_bytes(&self) -> Option<u64> {
+        self.chain.iter().find_map(|p| match p {
+            Policy::BodyLimit(max) => Some(*max),
             _ => None,
         })
     }
@@ -209,7 +270,7 @@ impl Gateway {
                 .transpose()
                 .map_err(|e| format!("route \"{}\": rewrite {e}", r.id))?;
             // The chain, in the order the policies see a request.
-            let mut chain = Vec::new();
+            let (mut chain, upstream) = request_policies(&file, r, &template.params)?;
             if let Some(cors) = CorsPolicy::for_route(file.cors.as_ref(), r) {
                 chain.push(Policy::Cors(cors));
             }
@@ -231,6 +292,7 @@ impl Gateway {
             if let Some(rl) = &r.rate_limit {
                 chain.push(Policy::RateLimit(RouteLimit { limit: rl.clone() }));
             }
+            chain.extend(upstream);
             if let Some(cache) = CachePolicy::for_route(r) {
                 chain.push(Policy::Cache(cache));
             }

@@ -15,6 +15,8 @@ pub enum FetchError {
     Connect(String),
     /// An answer the runtime parsed but cannot pass on: a status outside 200-599.
     Invalid,
+    /// The request body grew past `max_body_bytes` while it streamed: the upload was cut.
+    BodyTooLarge,
 }
 
 /// One upstream attempt.
@@ -25,6 +27,10 @@ pub struct UpstreamRequest<'a> {
     /// Applied to a copy of the incoming request's headers.
     pub headers: &'a HeaderEdits,
     pub timeout_ms: u64,
+    /// The route's `max_body_bytes`: an edge that counts a body of undeclared length
+    /// cuts it before it passes this and answers [`FetchError::BodyTooLarge`] (the
+    /// Workers edge does not count yet).
+    pub max_body_bytes: Option<u64>,
 }
 
 /// A fetched JWK Set: the body and the response's `Cache-Control`.

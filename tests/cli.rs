@@ -43,6 +43,23 @@ fn check_prints_every_problem_naming_route_and_field() {
 }
 
 #[test]
+fn check_names_every_request_policy_problem() {
+    let (code, out, err) = gateway(&["check", "tests/fixtures/invalid-policies.routes.json"]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    for needle in [
+        "5 problems",
+        "file: ip.allow: \"10.0.0.1/8\" has bits set past its /8 prefix",
+        "route \"get-user\": geo.deny: \"Germany\" is not a continent code",
+        "route \"get-user\": request_headers.set: \"x-request-id\" is managed by the gateway",
+        "route \"get-user\": response_headers.remove: \"access-control-allow-origin\" is managed by the gateway",
+        "route \"get-user\": request_headers.set \"x-user\": \"{name}\" uses parameter \"name\" that the path does not define",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+}
+
+#[test]
 fn check_diff_shows_route_changes() {
     let (code, out, err) = gateway(&[
         "check",

@@ -4,6 +4,7 @@
 //! (`crate::route`, which finds path conflicts) and the path helpers it uses, so
 //! the build script can compile them too and refuse to embed an invalid file.
 
+pub mod managed;
 pub mod path;
 pub mod types;
 pub mod validate;

@@ -136,6 +136,49 @@ pub fn parse_rewrite(template: &str, params: &[String]) -> Result<Vec<RewritePar
     Ok(parts)
 }
 
+/// Parses a header or query value template: literal text with the route's parameters
+/// as `{name}`; `{{` and `}}` are literal braces.
+pub fn parse_value_template(template: &str, params: &[String]) -> Result<Vec<RewritePart>, String> {
+    let mut parts = Vec::new();
+    let mut literal = String::new();
+    let mut chars = template.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' if chars.peek().map(|p| p.1) == Some('{') => {
+                chars.next();
+                literal.push('{');
+            }
+            '}' if chars.peek().map(|p| p.1) == Some('}') => {
+                chars.next();
+                literal.push('}');
+            }
+            '{' => {
+                let rest = &template[i + 1..];
+                let close = rest.find('}').ok_or_else(|| {
+                    "unclosed \"{\" (write \"{{\" for a literal brace)".to_string()
+                })?;
+                let name = &rest[..close];
+                let index = params.iter().position(|p| p == name).ok_or_else(|| {
+                    format!("uses parameter \"{name}\" that the path does not define")
+                })?;
+                if !literal.is_empty() {
+                    parts.push(RewritePart::Literal(std::mem::take(&mut literal)));
+                }
+                parts.push(RewritePart::Param(index));
+                for _ in 0..rest[..=close].chars().count() {
+                    chars.next();
+                }
+            }
+            '}' => return Err("unmatched \"}\" (write \"}}\" for a literal brace)".into()),
+            c => literal.push(c),
+        }
+    }
+    if !literal.is_empty() {
+        parts.push(RewritePart::Literal(literal));
+    }
+    Ok(parts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +216,28 @@ mod tests {
         );
         let err = parse_rewrite("/v1/{idx}", &params).unwrap_err();
         assert!(err.contains("\"idx\""), "{err}");
+    }
+
+    #[test]
+    fn value_templates() {
+        let params = vec!["id".to_string(), "rest".to_string()];
+        assert_eq!(
+            parse_value_template("user-{id}", &params).unwrap(),
+            vec![RewritePart::Literal("user-".into()), RewritePart::Param(0)]
+        );
+        assert_eq!(
+            parse_value_template("{{\"a\": {rest}}}", &params).unwrap(),
+            vec![
+                RewritePart::Literal("{\"a\": ".into()),
+                RewritePart::Param(1),
+                RewritePart::Literal("}".into())
+            ]
+        );
+        assert_eq!(parse_value_template("", &params).unwrap(), vec![]);
+        assert!(parse_value_template("{nope}", &params)
+            .unwrap_err()
+            .contains("\"nope\""));
+        assert!(parse_value_template("{id", &params).is_err());
+        assert!(parse_value_template("a}b", &params).is_err());
     }
 }

@@ -26,6 +26,24 @@ pub struct RoutesFile {
     /// CORS policy for every route that has none of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    /// Default for every route (a route's own replaces it): largest request body accepted, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    /// Client address allow and deny lists (CIDRs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpRule>,
+    /// Country and continent allow and deny lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo: Option<GeoRule>,
+    /// Header edits on the upstream request, after the gateway's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<HeaderRules>,
+    /// Header edits on the origin's response, after the gateway's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<HeaderRules>,
+    /// Parameter edits on the upstream query string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<QueryRules>,
     /// The routes, matched by host, path and method.
     pub routes: Vec<Route>,
     /// Serve `GET /__gateway/docs` (an HTML page of the routes, generated at build
@@ -326,6 +344,24 @@ pub struct Route {
     /// Overrides the top-level CORS policy for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    /// Replaces the top-level `max_body_bytes`: largest request body accepted, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+    /// Client address allow and deny lists (CIDRs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpRule>,
+    /// Country and continent allow and deny lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub geo: Option<GeoRule>,
+    /// Header edits on the upstream request, after the gateway's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<HeaderRules>,
+    /// Header edits on the origin's response, after the gateway's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<HeaderRules>,
+    /// Parameter edits on the upstream query string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<QueryRules>,
 }
 
 /// Token requirement of a route.
@@ -487,4 +523,52 @@ pub struct CacheRule {
     /// Request headers whose values are added to the cache key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vary: Vec<String>,
+}
+
+/// Client address rules: a denied address, or one outside a non-empty `allow`, gets 403.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IpRule {
+    /// CIDRs (`10.0.0.0/8`, `2001:db8::/32`) or single addresses admitted; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// CIDRs or single addresses refused (checked first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+/// Location rules over the caller's country and continent codes, as region choice reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GeoRule {
+    /// Country (ISO 3166 alpha-2) or continent codes admitted; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Country or continent codes refused (checked first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
+}
+
+/// Header edits: `remove` first, then `set`. Values may use the route's `{param}`s.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRules {
+    /// Header name -> value (replaces any value the header had).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    /// Header names removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+/// Query string edits: `remove` first, then `set`; every other parameter passes byte for byte.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRules {
+    /// Parameter name -> value (replaces every occurrence; added at the end).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    /// Parameter names removed (every occurrence).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
 }

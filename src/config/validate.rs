@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use super::path::{parse_path, parse_rewrite};
 use super::types::{
-    Algorithm, Cors, JwtProvider, KeyKind, Method, Origin, RateScope, Route, RoutesFile,
+    Algorithm, Cors, GeoRule, HeaderRules, IpRule, JwtProvider, KeyKind, Method, Origin,
+    QueryRules, RateScope, Route, RoutesFile,
 };
 
 /// One problem in a routes file.
@@ -25,6 +26,22 @@ impl fmt::Display for Problem {
         write!(f, "{}: {}", self.subject, self.message)
     }
 }
+
+/// The fields of the file's top level.
+const TOP_LEVEL_FIELDS: [&str; 12] = [
+    "$schema",
+    "docs",
+    "origins",
+    "jwt",
+    "cors",
+    "max_body_bytes",
+    "ip",
+    "geo",
+    "request_headers",
+    "response_headers",
+    "query",
+    "routes",
+];
 
 /// The prefix of paths the gateway answers itself.
 pub const RESERVED_PREFIX: &str = "/__gateway";
@@ -76,10 +93,17 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
         return Err(problems.0);
     };
     for key in top.keys() {
-        if !["$schema", "origins", "jwt", "cors", "routes", "docs"].contains(&key.as_str()) {
+        if !TOP_LEVEL_FIELDS.contains(&key.as_str()) {
+            let expected: Vec<String> = TOP_LEVEL_FIELDS
+                .iter()
+                .map(|f| format!("\"{f}\""))
+                .collect();
             problems.add(
                 "file",
-                format!("unknown field \"{key}\", expected one of \"$schema\", \"origins\", \"jwt\", \"cors\", \"routes\", \"docs\""),
+                format!(
+                    "unknown field \"{key}\", expected one of {}",
+                    expected.join(", ")
+                ),
             );
         }
     }
@@ -108,6 +132,20 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
         .get("cors")
         .and_then(|v| parse_part(v, "cors", &mut problems));
 
+    fn part<T: DeserializeOwned>(
+        top: &serde_json::Map<String, Value>,
+        name: &str,
+        problems: &mut Problems,
+    ) -> Option<T> {
+        top.get(name).and_then(|v| parse_part(v, name, problems))
+    }
+    let max_body_bytes = part(&top, "max_body_bytes", &mut problems);
+    let ip = part(&top, "ip", &mut problems);
+    let geo = part(&top, "geo", &mut problems);
+    let request_headers = part(&top, "request_headers", &mut problems);
+    let response_headers = part(&top, "response_headers", &mut problems);
+    let query = part(&top, "query", &mut problems);
+
     let mut routes = Vec::new();
     let mut routes_ok = true;
     match top.get("routes") {
@@ -132,6 +170,12 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
         origins,
         jwt,
         cors,
+        max_body_bytes,
+        ip,
+        geo,
+        request_headers,
+        response_headers,
+        query,
         routes,
         docs,
     };
@@ -428,6 +472,7 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
     if let Some(cors) = &file.cors {
         check_cors(cors, "cors", problems);
     }
+    check_policies(file, None, problems);
 
     let mut ids: HashMap<&str, usize> = HashMap::new();
     // The routes whose paths parse: the route table finds their conflicts.
@@ -519,6 +564,7 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
         if let Some(cors) = &route.cors {
             check_cors(cors, &subject, problems);
         }
+        check_policies(file, Some(route), problems);
 
         let lower_path = route.path.to_ascii_lowercase();
         if lower_path == RESERVED_PREFIX || lower_path.starts_with("/__gateway/") {
@@ -553,6 +599,227 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
     }
     if routes_ok && file.routes.is_empty() {
         problems.add("file", "routes must list at least one route");
+    }
+}
+
+/// Parses one entry of an `ip` list: a CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a single
+/// address. A prefix with host bits set (`10.0.0.1/8`) is refused: it is almost always a typo.
+pub fn parse_cidr(entry: &str) -> Result<ipnet::IpNet, String> {
+    if let Ok(addr) = entry.parse::<std::net::IpAddr>() {
+        return Ok(ipnet::IpNet::from(addr));
+    }
+    let net: ipnet::IpNet = entry.parse().map_err(|_| {
+        format!("\"{entry}\" is not a CIDR (10.0.0.0/8, 2001:db8::/32) or an IP address")
+    })?;
+    if net.trunc() != net {
+        return Err(format!(
+            "\"{entry}\" has bits set past its /{} prefix (the network is \"{}\")",
+            net.prefix_len(),
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// A country or continent code as the runtime reports them: two upper-case letters or
+/// digits, the first a letter (`DE`, `EU`, Cloudflare's `T1` and `XX`).
+pub fn is_geo_code(code: &str) -> bool {
+    let b = code.as_bytes();
+    b.len() == 2
+        && b[0].is_ascii_uppercase()
+        && (b[1].is_ascii_uppercase() || b[1].is_ascii_digit())
+}
+
+/// A header value a rule may set: printable, tabs allowed, at most 8 KiB.
+fn is_header_value(v: &str) -> bool {
+    v.len() <= 8 * 1024 && !v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+}
+
+/// The request policies of the top level (`route` = None) or of one route. Templates
+/// are checked against each route's parameters, also where the route inherits the
+/// top level's rules.
+fn check_policies(file: &RoutesFile, route: Option<&Route>, problems: &mut Problems) {
+    let subject = match route {
+        Some(r) => format!("route \"{}\"", r.id),
+        None => "file".to_string(),
+    };
+    let claims: Vec<&str> = file
+        .jwt
+        .values()
+        .flat_map(|p| p.forward_claims.values())
+        .map(String::as_str)
+        .collect();
+    // The rules this part of the file declares itself.
+    let (max_body_bytes, ip, geo, request_headers, response_headers, query) = match route {
+        Some(r) => (
+            r.max_body_bytes,
+            r.ip.as_ref(),
+            r.geo.as_ref(),
+            r.request_headers.as_ref(),
+            r.response_headers.as_ref(),
+            r.query.as_ref(),
+        ),
+        None => (
+            file.max_body_bytes,
+            file.ip.as_ref(),
+            file.geo.as_ref(),
+            file.request_headers.as_ref(),
+            file.response_headers.as_ref(),
+            file.query.as_ref(),
+        ),
+    };
+    if max_body_bytes == Some(0) {
+        problems.add(&subject, "max_body_bytes must be at least 1");
+    }
+    if let Some(rule) = ip {
+        check_ip(rule, &subject, problems);
+    }
+    if let Some(rule) = geo {
+        check_geo(rule, &subject, problems);
+    }
+    if let Some(rules) = request_headers {
+        check_header_rules(rules, "request_headers", &claims, &subject, problems);
+    }
+    if let Some(rules) = response_headers {
+        check_header_rules(rules, "response_headers", &claims, &subject, problems);
+    }
+    if let Some(rules) = query {
+        check_query_rules(rules, &subject, problems);
+    }
+    // Value templates, against this route's parameters.
+    let Some(route) = route else { return };
+    let Ok(template) = parse_path(&route.path) else {
+        return;
+    };
+    let mut values: Vec<(String, &str, bool)> = Vec::new();
+    for (field, top, mine) in [
+        (
+            "request_headers",
+            &file.request_headers,
+            &route.request_headers,
+        ),
+        (
+            "response_headers",
+            &file.response_headers,
+            &route.response_headers,
+        ),
+    ] {
+        if let Some(rules) = mine.as_ref().or(top.as_ref()) {
+            for (name, value) in &rules.set {
+                values.push((format!("{field}.set \"{name}\""), value, mine.is_none()));
+            }
+        }
+    }
+    if let Some(rules) = route.query.as_ref().or(file.query.as_ref()) {
+        for (name, value) in &rules.set {
+            values.push((
+                format!("query.set \"{name}\""),
+                value,
+                route.query.is_none(),
+            ));
+        }
+    }
+    for (what, value, inherited) in values {
+        if let Err(e) = super::path::parse_value_template(value, &template.params) {
+            let from = if inherited {
+                " (from the top level)"
+            } else {
+                ""
+            };
+            problems.add(&subject, format!("{what}{from}: \"{value}\" {e}"));
+        }
+    }
+}
+
+fn check_ip(rule: &IpRule, subject: &str, problems: &mut Problems) {
+    for (list, entries) in [("allow", &rule.allow), ("deny", &rule.deny)] {
+        for entry in entries {
+            if let Err(e) = parse_cidr(entry) {
+                problems.add(subject, format!("ip.{list}: {e}"));
+            }
+        }
+    }
+}
+
+fn check_geo(rule: &GeoRule, subject: &str, problems: &mut Problems) {
+    for (list, codes) in [("allow", &rule.allow), ("deny", &rule.deny)] {
+        for code in codes {
+            if !is_geo_code(code) {
+                problems.add(
+                    subject,
+                    format!("geo.{list}: \"{code}\" is not a continent code (AF AN AS EU NA OC SA) or an upper-case ISO 3166 country code"),
+                );
+            }
+        }
+    }
+}
+
+fn check_header_rules(
+    rules: &HeaderRules,
+    field: &str,
+    claims: &[&str],
+    subject: &str,
+    problems: &mut Problems,
+) {
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let names = rules
+        .set
+        .keys()
+        .map(|n| ("set", n))
+        .chain(rules.remove.iter().map(|n| ("remove", n)));
+    for (op, name) in names {
+        if !is_token(name) {
+            problems.add(
+                subject,
+                format!("{field}.{op}: \"{name}\" is not a header name"),
+            );
+            continue;
+        }
+        if super::managed::is_managed(name, claims.iter().copied()) {
+            problems.add(
+                subject,
+                format!("{field}.{op}: \"{name}\" is managed by the gateway and cannot be set or removed"),
+            );
+        }
+        let folded = name.to_ascii_lowercase().replace('_', "-");
+        if !seen.insert(folded) {
+            problems.add(
+                subject,
+                format!("{field}: \"{name}\" is named twice (set and remove, or two spellings)"),
+            );
+        }
+    }
+    for (name, value) in &rules.set {
+        if !is_header_value(value) {
+            problems.add(
+                subject,
+                format!(
+                    "{field}.set \"{name}\": the value must be printable text of at most 8 KiB"
+                ),
+            );
+        }
+    }
+}
+
+fn check_query_rules(rules: &QueryRules, subject: &str, problems: &mut Problems) {
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    for (op, name) in rules
+        .set
+        .keys()
+        .map(|n| ("set", n))
+        .chain(rules.remove.iter().map(|n| ("remove", n)))
+    {
+        if name.is_empty() {
+            problems.add(
+                subject,
+                format!("query.{op}: a parameter name must not be empty"),
+            );
+        } else if !seen.insert(name) {
+            problems.add(
+                subject,
+                format!("query: \"{name}\" is named twice (set and remove)"),
+            );
+        }
     }
 }
 
@@ -736,5 +1003,96 @@ mod tests {
         let p = problems("{\"origins\": ");
         assert_eq!(p.len(), 1);
         assert!(p[0].starts_with("file: not valid JSON"));
+    }
+
+    fn with_top(top: &str, routes: &str) -> String {
+        format!(
+            r#"{{"origins": {{"users": {{"regions": [{{"name": "eu", "url": "http://127.0.0.1:9000"}}]}}}},
+                 "jwt": {{"main": {{"issuer": "i", "secret_var": "S", "forward_claims": {{"sub": "x-user-id"}}}}}},
+                 {top}
+                 "routes": {routes}}}"#
+        )
+    }
+
+    #[test]
+    fn request_policies_are_accepted_at_both_levels() {
+        let text = with_top(
+            r#""max_body_bytes": 1000, "ip": {"deny": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.1"]},
+               "geo": {"allow": ["EU", "US", "T1"]},
+               "request_headers": {"set": {"x-api-version": "2"}, "remove": ["cookie"]},
+               "response_headers": {"remove": ["server"]}, "query": {"remove": ["debug"]},"#,
+            r#"[{"id": "a", "path": "/a/{id}", "origin": "users", "max_body_bytes": 10,
+                 "ip": {}, "request_headers": {"set": {"x-id": "{id}", "x-json": "{{\"id\": {id}}}"}},
+                 "query": {"set": {"user": "{id}"}}}]"#,
+        );
+        let file = load(&text).unwrap();
+        assert_eq!(file.max_body_bytes, Some(1000));
+        assert_eq!(file.routes[0].max_body_bytes, Some(10));
+    }
+
+    #[test]
+    fn every_request_policy_problem_is_named() {
+        let p = problems(&with_top(
+            r#""max_body_bytes": 0, "ip": {"allow": ["10.0.0.1/8", "nope"]},
+               "geo": {"deny": ["de", "EUR"]},
+               "request_headers": {"set": {"x-forwarded-for": "1.2.3.4", "x-a": "{id}"}},"#,
+            r#"[{"id": "a", "path": "/a/{name}", "origin": "users"},
+                {"id": "b", "path": "/b", "origin": "users", "max_body_bytes": 0,
+                 "ip": {"deny": ["::1/200"]}, "geo": {"allow": ["??"]},
+                 "request_headers": {"set": {"x_user_id": "forged", "bad name": "v", "x-v": "a\u0001b", "x-p": "{nope}"},
+                                     "remove": ["x-request-id", "Traceparent", "x-v"]},
+                 "response_headers": {"set": {"access-control-allow-origin": "*", "x-cache": "HIT", "x-s": "{id"},
+                                      "remove": ["ratelimit-remaining", "server-timing", "transfer-encoding"]},
+                 "query": {"set": {"": "x", "q": "{nope}"}, "remove": ["q"]}}]"#,
+        ));
+        let expected = [
+            r#"file: max_body_bytes must be at least 1"#,
+            r#"file: ip.allow: "10.0.0.1/8" has bits set past its /8 prefix (the network is "10.0.0.0/8")"#,
+            r#"file: ip.allow: "nope" is not a CIDR (10.0.0.0/8, 2001:db8::/32) or an IP address"#,
+            r#"file: geo.deny: "de" is not a continent code (AF AN AS EU NA OC SA) or an upper-case ISO 3166 country code"#,
+            r#"file: geo.deny: "EUR" is not a continent code (AF AN AS EU NA OC SA) or an upper-case ISO 3166 country code"#,
+            r#"file: request_headers.set: "x-forwarded-for" is managed by the gateway and cannot be set or removed"#,
+            r#"route "a": request_headers.set "x-a" (from the top level): "{id}" uses parameter "id""#,
+            r#"route "b": max_body_bytes must be at least 1"#,
+            r#"route "b": ip.deny: "::1/200" is not a CIDR"#,
+            r#"route "b": geo.allow: "??" is not a continent code"#,
+            r#"route "b": request_headers.set: "bad name" is not a header name"#,
+            r#"route "b": request_headers.set: "x_user_id" is managed by the gateway"#,
+            r#"route "b": request_headers.remove: "x-request-id" is managed by the gateway"#,
+            r#"route "b": request_headers.remove: "Traceparent" is managed by the gateway"#,
+            r#"route "b": request_headers: "x-v" is named twice"#,
+            r#"route "b": request_headers.set "x-v": the value must be printable text"#,
+            r#"route "b": response_headers.set: "access-control-allow-origin" is managed"#,
+            r#"route "b": response_headers.set: "x-cache" is managed"#,
+            r#"route "b": response_headers.remove: "ratelimit-remaining" is managed"#,
+            r#"route "b": response_headers.remove: "server-timing" is managed"#,
+            r#"route "b": response_headers.remove: "transfer-encoding" is managed"#,
+            r#"route "b": query.set: a parameter name must not be empty"#,
+            r#"route "b": query: "q" is named twice"#,
+            r#"route "b": request_headers.set "x-p": "{nope}" uses parameter "nope" that the path does not define"#,
+            r#"route "b": response_headers.set "x-s": "{id" unclosed"#,
+            r#"route "b": query.set "q": "{nope}" uses parameter "nope""#,
+        ];
+        for e in expected {
+            assert!(p.iter().any(|p| p.starts_with(e)), "missing {e}\nin {p:#?}");
+        }
+        // The top level's request_headers are checked once against route "a" (which
+        // inherits them) and not against route "b" (which has its own).
+        assert_eq!(p.len(), expected.len(), "{p:#?}");
+    }
+
+    #[test]
+    fn request_policy_types_are_checked() {
+        let p = problems(&with_top(
+            r#""ip": ["10.0.0.0/8"], "max_body_bytes": -1,"#,
+            r#"[{"id": "a", "path": "/a", "origin": "users", "geo": {"allow": ["EU"], "block": []}}]"#,
+        ));
+        assert_eq!(p.len(), 3, "{p:#?}");
+        assert!(p[0].starts_with("max_body_bytes: invalid value"), "{p:#?}");
+        assert!(p[1].starts_with("ip: invalid type"), "{p:#?}");
+        assert!(
+            p[2].starts_with("route \"a\": unknown field `block`"),
+            "{p:#?}"
+        );
     }
 }

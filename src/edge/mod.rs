@@ -202,6 +202,9 @@ impl Ports for EdgePorts {
         init.set_method(up.method.as_str());
         init.set_headers(&headers);
         init.set_redirect(web_sys::RequestRedirect::Manual);
+        // `max_body_bytes` is enforced on declared lengths by the pipeline; counting a
+        // streamed body here (`up.max_body_bytes`, `FetchError::BodyTooLarge`) is not
+        // done yet: the body of unknown length streams through unlimited.
         if let Some(body) = self.request.body() {
             if self.has_body && !self.body_sent.replace(true) {
                 init.set_body(&body);

@@ -4,6 +4,10 @@ use std::borrow::Cow;
 
 use super::HeaderView;
 
+/// The headers the gateway manages: `request_headers` and `response_headers` rules
+/// cannot name them. The one list, kept with the configuration (the build checks it).
+pub use crate::config::managed::{is_managed, MANAGED_HEADERS, MANAGED_PREFIXES};
+
 /// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded in either direction.
 pub const HOP_BY_HOP: [&str; 8] = [
     "connection",

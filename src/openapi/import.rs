@@ -735,6 +735,12 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
             cache,
             timeout_ms: None,
             cors: None,
+            max_body_bytes: None,
+            ip: None,
+            geo: None,
+            request_headers: None,
+            response_headers: None,
+            query: None,
         });
     }
     if !renamed.is_empty() {
@@ -803,6 +809,12 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
         cors: None,
         routes,
         docs: false,
+        max_body_bytes: None,
+        ip: None,
+        geo: None,
+        request_headers: None,
+        response_headers: None,
+        query: None,
     };
 
     // Whatever the routes file refuses (conflicting paths, say) is left out, and said.

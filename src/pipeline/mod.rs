@@ -29,6 +29,7 @@ use crate::ports::Ports;
 use crate::upstream::breaker::Breakers;
 
 pub use crate::log::{Attempt, LogLine};
+pub use upstream::ResponseHeaders;
 
 /// The incoming request, as the edge hands it over.
 pub struct Incoming<'a, H: HeaderView + ?Sized> {

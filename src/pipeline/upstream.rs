@@ -3,7 +3,7 @@
 use super::*;
 use crate::http::problem::Kind;
 use crate::log::Event;
-use crate::policy::cache;
+use crate::policy::{body_limit, cache};
 use crate::ports::{FetchError, UpstreamRequest};
 use crate::upstream::region::{is_retryable_method, is_retryable_status};
 
@@ -34,7 +34,7 @@ fn traceparent<P: Ports, H: HeaderView + ?Sized>(ports: &P, req: &Incoming<'_, H
 }
 
 /// An origin response's headers, read through the ports.
-struct ResponseHeaders<'a, P: Ports>(&'a P, &'a P::Response);
+pub struct ResponseHeaders<'a, P: Ports>(pub &'a P, pub &'a P::Response);
 
 impl<P: Ports> HeaderView for ResponseHeaders<'_, P> {
     fn get(&self, name: &str) -> Option<String> {
@@ -46,11 +46,12 @@ impl<P: Ports> HeaderView for ResponseHeaders<'_, P> {
     }
 }
 
-/// The header changes for the upstream request: the gateway's own, then the chain's.
-fn upstream_headers<P: Ports, H: HeaderView + ?Sized>(
-    x: &Exchange<'_, P, H>,
+/// The header changes and the query string of the upstream request: the
+/// gateway's own, then the chain's.
+fn upstream_request<'q, P: Ports, H: HeaderView + ?Sized>(
+    x: &Exchange<'q, P, H>,
     cx: &Ctx,
-) -> HeaderEdits {
+) -> (HeaderEdits, Option<std::borrow::Cow<'q, str>>) {
     let (gw, ports, req) = (x.gw, x.ports, x.req);
     let mut edits = HeaderEdits::default();
     edits.remove_unwanted(req.headers, &gw.dropped_request_headers);
@@ -61,10 +62,11 @@ fn upstream_headers<P: Ports, H: HeaderView + ?Sized>(
     edits.set("x-forwarded-host", req.host);
     edits.set("x-request-id", cx.rid.as_str());
     edits.set("traceparent", traceparent(ports, req));
+    let mut query = req.query.map(std::borrow::Cow::Borrowed);
     for policy in &x.route.chain {
-        policy.on_upstream_request(x, cx, &mut edits);
+        policy.on_upstream_request(x, cx, &mut edits, &mut query);
     }
-    edits
+    (edits, query)
 }
 
 /// Logs a circuit breaker state change as its own line.
@@ -91,7 +93,7 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
             "this path cannot be forwarded: its rewrite would contain a dot segment",
         ));
     };
-    let headers = upstream_headers(x, ctx);
+    let (headers, query) = upstream_request(x, ctx);
     let may_retry = is_retryable_method(method) && !req.has_body;
     let mut order = origin
         .choice
@@ -112,11 +114,11 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
             log_transition(ports, &origin.name, &region.name, t.as_str());
         }
         let mut url = String::with_capacity(
-            region.base.len() + upstream_path.len() + 1 + req.query.map_or(0, str::len),
+            region.base.len() + upstream_path.len() + 1 + query.as_ref().map_or(0, |q| q.len()),
         );
         url.push_str(&region.base);
         url.push_str(&upstream_path);
-        if let Some(q) = req.query {
+        if let Some(q) = &query {
             url.push('?');
             url.push_str(q);
         }
@@ -126,8 +128,17 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
                 method,
                 headers: &headers,
                 timeout_ms: route.timeout_ms,
+                max_body_bytes: route.max_body_bytes(),
             })
             .await;
+        if matches!(result, Err(FetchError::BodyTooLarge)) {
+            // The client's fault, not the region's: no breaker record, no failover.
+            ctx.log.region = Some(region.name.clone());
+            ctx.upstream_ms = Some(ports.now_ms().saturating_sub(upstream_started));
+            return Err(body_limit::too_large(
+                route.max_body_bytes().unwrap_or_default(),
+            ));
+        }
         let result = match result {
             // The runtime lets statuses like 2 or 999 through from a lenient parse,
             // but no response can be built with them.
@@ -140,6 +151,7 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
             Err(FetchError::Timeout) => (None, Some("timeout")),
             Err(FetchError::Connect(_)) => (None, Some("connect")),
             Err(FetchError::Invalid) => (None, Some("invalid_response")),
+            Err(FetchError::BodyTooLarge) => (None, Some("body_too_large")),
         };
         let failed = status.is_none_or(is_retryable_status);
         let transition =
@@ -190,6 +202,9 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
         Some(Err(FetchError::Connect(_))) => Err(Problem::new(
             Kind::BadGateway,
             "the origin could not be reached",
+        )),
+        Some(Err(FetchError::BodyTooLarge)) => Err(body_limit::too_large(
+            route.max_body_bytes().unwrap_or_default(),
         )),
         Some(Err(FetchError::Invalid)) => Err(Problem::new(
             Kind::BadGateway,

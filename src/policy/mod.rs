@@ -19,25 +19,45 @@
 //! its arms in the four hooks.
 
 pub mod auth;
+pub mod body_limit;
 pub mod cache;
 pub mod cors;
+pub mod geo;
+pub mod headers;
+pub mod ip;
+pub mod query;
 pub mod ratelimit;
 
+use std::borrow::Cow;
+
 use crate::http::headers::HeaderEdits;
+use crate::http::problem::{Kind, Problem};
 use crate::http::HeaderView;
 use crate::log::LogLine;
-use crate::pipeline::{Ctx, Exchange, Flow, Reply};
+use crate::pipeline::{Body, Ctx, Exchange, Flow, Reply, ResponseHeaders};
 use crate::ports::Ports;
 
 /// One policy of a route's chain, compiled.
 #[derive(Debug)]
 pub enum Policy {
+    /// `response_headers`: edits of the origin's answer (fresh or cached).
+    ResponseHeaders(headers::HeaderPolicy),
+    /// `ip`: allow and deny lists over the client address.
+    Ip(ip::IpPolicy),
+    /// `geo`: allow and deny lists over the caller's country and continent.
+    Geo(geo::GeoPolicy),
+    /// `max_body_bytes`: a declared larger body is refused.
+    BodyLimit(u64),
     /// CORS headers on every answer (preflights are answered while routing).
     Cors(cors::CorsPolicy),
     /// A bearer token verified against a provider, with scopes.
     Auth(auth::phase::RouteAuth),
     /// A rate limit per key.
     RateLimit(ratelimit::phase::RouteLimit),
+    /// `request_headers`: edits of the request the origin receives.
+    RequestHeaders(headers::HeaderPolicy),
+    /// `query`: edits of the query string the origin receives.
+    Query(query::QueryPolicy),
     /// The edge cache.
     Cache(cache::CachePolicy),
 }
@@ -45,6 +65,8 @@ pub enum Policy {
 /// What one policy learned about one request.
 #[derive(Debug)]
 pub enum State {
+    /// Policies that keep nothing per request.
+    Stateless,
     Cors,
     Auth,
     RateLimit(ratelimit::phase::State),
@@ -59,6 +81,7 @@ impl Policy {
             Policy::Auth(_) => State::Auth,
             Policy::RateLimit(_) => State::RateLimit(ratelimit::phase::State::default()),
             Policy::Cache(_) => State::Cache(cache::phase::State::default()),
+            _ => State::Stateless,
         }
     }
 
@@ -69,8 +92,17 @@ impl Policy {
         cx: &mut Ctx,
         state: &mut State,
     ) -> Result<Flow<P::Response>, crate::http::problem::Problem> {
+        let req = x.req;
         match (self, state) {
-            (Policy::Cors(_), _) => Ok(Flow::Continue),
+            (Policy::Ip(p), _) if !p.admits(req.client_ip) => Err(Problem::new(
+                Kind::Forbidden,
+                "this client address is not allowed on this route",
+            )),
+            (Policy::Geo(p), _) if !p.admits(req.country, req.continent) => Err(Problem::new(
+                Kind::Forbidden,
+                "requests from this location are not allowed on this route",
+            )),
+            (Policy::BodyLimit(max), _) => body_limit::on_request(*max, req),
             (Policy::Auth(p), _) => p.on_request(x, cx).await,
             (Policy::RateLimit(p), State::RateLimit(s)) => p.on_request(x, cx, s).await,
             (Policy::Cache(p), State::Cache(s)) => p.on_request(x, cx, s).await,
@@ -78,15 +110,28 @@ impl Policy {
         }
     }
 
-    /// Edits the headers of the request the origin receives.
-    pub fn on_upstream_request<P: Ports, H: HeaderView + ?Sized>(
+    /// Edits the request the origin receives: its headers (after the
+    /// gateway's own) and its query string.
+    pub fn on_upstream_request<'q, P: Ports, H: HeaderView + ?Sized>(
         &self,
-        x: &Exchange<'_, P, H>,
+        x: &Exchange<'q, P, H>,
         cx: &Ctx,
         edits: &mut HeaderEdits,
+        query: &mut Option<Cow<'q, str>>,
     ) {
-        if let Policy::Auth(p) = self {
-            p.on_upstream_request(x, cx, edits);
+        match self {
+            Policy::Auth(p) => p.on_upstream_request(x, cx, edits),
+            Policy::RequestHeaders(p) => p.edit(x.req.headers, x.params, edits),
+            Policy::Query(p) => {
+                *query = match query.take() {
+                    None => p.apply(None, x.params),
+                    Some(Cow::Borrowed(q)) => p.apply(Some(q), x.params),
+                    Some(Cow::Owned(q)) => p
+                        .apply(Some(&q), x.params)
+                        .map(|c| Cow::Owned(c.into_owned())),
+                }
+            }
+            _ => {}
         }
     }
 
@@ -99,6 +144,15 @@ impl Policy {
         reply: &mut Reply<P::Response>,
     ) {
         match (self, state) {
+            (Policy::ResponseHeaders(p), _) => {
+                if let Body::Upstream(response) = &reply.body {
+                    p.edit(
+                        &ResponseHeaders(x.ports, response),
+                        x.params,
+                        &mut reply.headers,
+                    );
+                }
+            }
             (Policy::Cors(p), _) => cors::phase::on_response(p, x.req, reply),
             (Policy::RateLimit(_), State::RateLimit(s)) => s.on_response(reply),
             (Policy::Cache(p), State::Cache(s)) => p.on_response(x, cx, s, reply),
@@ -111,7 +165,7 @@ impl Policy {
         match state {
             State::RateLimit(s) => log.rate_limit = s.outcome(),
             State::Cache(s) => log.cache = Some(s.x_cache.as_str()),
-            State::Cors | State::Auth => {}
+            State::Stateless | State::Cors | State::Auth => {}
         }
     }
 }

@@ -1,0 +1,97 @@
+//! The headers the gateway manages itself: `request_headers` and `response_headers`
+//! may neither set nor remove them (a validation error), so an edit can never
+//! forge, hide or undo what the gateway decides.
+//!
+//! This is the one list; `crate::http::headers` re-exports it. It lives here because
+//! the build script compiles only the configuration module.
+
+/// Exact names (lower case).
+pub const MANAGED_HEADERS: [&str; 25] = [
+    // Hop-by-hop (RFC 9110 7.6.1) and framing: never forwarded, or the runtime's own.
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "host",
+    // Set on every upstream request.
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+    "traceparent",
+    "cf-connecting-ip",
+    // Local location headers, never forwarded.
+    "x-dev-country",
+    "x-dev-continent",
+    // Set on answers.
+    "retry-after",
+    "www-authenticate",
+    "x-cache",
+    "server-timing",
+    "age",
+    "allow",
+];
+
+/// Name prefixes (lower case): CORS, rate-limit and quota headers, and the gateway's own.
+pub const MANAGED_PREFIXES: [&str; 4] = ["access-control-", "ratelimit-", "x-quota-", "x-gateway-"];
+
+fn fold(c: u8) -> u8 {
+    if c == b'_' {
+        b'-'
+    } else {
+        c.to_ascii_lowercase()
+    }
+}
+
+/// `name` folded as servers read it: ASCII lower case, `_` as `-`.
+fn folded(name: &str) -> String {
+    name.bytes().map(|b| fold(b) as char).collect()
+}
+
+/// Whether `name` is managed by the gateway, `forward_claims` headers (`claims`) included.
+/// Names compare case-insensitively with `_` equal to `-`, as CGI-style servers read them.
+pub fn is_managed<'a>(name: &str, claims: impl IntoIterator<Item = &'a str>) -> bool {
+    let name = folded(name);
+    MANAGED_HEADERS.contains(&name.as_str())
+        || MANAGED_PREFIXES.iter().any(|p| name.starts_with(p))
+        || claims.into_iter().any(|c| folded(c) == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managed_names_in_every_spelling() {
+        for name in [
+            "X-Request-Id",
+            "x_forwarded_for",
+            "Transfer-Encoding",
+            "Access-Control-Allow-Origin",
+            "ratelimit-remaining",
+            "X-Cache",
+            "server-timing",
+            "age",
+            "traceparent",
+            "x-gateway-stored-at",
+            "X_USER_ID",
+        ] {
+            assert!(is_managed(name, ["x-user-id"]), "{name}");
+        }
+        for name in [
+            "authorization",
+            "x-api-version",
+            "cookie",
+            "x-user",
+            "accept",
+        ] {
+            assert!(!is_managed(name, ["x-user-id"]), "{name}");
+        }
+    }
+}
