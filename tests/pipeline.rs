@@ -6,7 +6,8 @@
 //! the reply's edits applied, or the gateway's own body) and asserts exact
 //! statuses and headers, what reached the upstream, and the log line.
 //! Cacheable replies are stored in the fake cache the way `render_with` in
-//! `src/edge/mod.rs` stores them, so later requests can hit.
+//! `src/edge/mod.rs` stores them (the upstream headers with the reply's
+//! `store_headers` edits applied), so later requests can hit.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -566,25 +567,9 @@ impl World {
         let flush_limits = reply.after.flush_limits;
         let (headers, body) = match reply.body {
             Body::Upstream(upstream) => {
-                if let Some((key, ttl)) = &store {
+                if let Some((key, _ttl)) = &store {
                     let mut stored = upstream.headers.clone();
-                    stored.retain(|(n, _)| {
-                        let n = n.to_ascii_lowercase();
-                        !HOP_BY_HOP.contains(&n.as_str()) && n != "set-cookie"
-                    });
-                    stored.retain(|(n, _)| !n.eq_ignore_ascii_case(ORIGIN_CACHE_CONTROL));
-                    if let Some(original) = header_of(&upstream.headers, "cache-control") {
-                        stored.push((ORIGIN_CACHE_CONTROL.into(), original));
-                    }
-                    stored.retain(|(n, _)| {
-                        !n.eq_ignore_ascii_case("cache-control")
-                            && !n.eq_ignore_ascii_case(cache::STORED_AT)
-                    });
-                    stored.push(("cache-control".into(), cache::stored_cache_control(*ttl)));
-                    stored.push((
-                        cache::STORED_AT.into(),
-                        cache::stored_at_value(self.ports.now_ms()),
-                    ));
+                    reply.after.store_headers.apply_to(&mut stored);
                     self.ports.cache.borrow_mut().insert(
                         key.clone(),
                         Resp {
@@ -2222,6 +2207,41 @@ fn get_misses_then_hits_with_age() {
     assert_eq!(hit.h("x-cache").as_deref(), Some("HIT"));
     assert_eq!(hit.h("age").as_deref(), Some("0"));
     assert!(!hit.has("cache-control"), "{hit:#?}");
+}
+
+#[test]
+fn a_hit_never_carries_the_hop_by_hop_headers_the_origin_connection_names() {
+    let w = world(config());
+    w.ports.on(
+        EU,
+        respond(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("connection", "x-secret, X_Other"),
+                ("x-secret", "1"),
+                ("x_other", "2"),
+                ("keep-alive", "timeout=5"),
+                ("upgrade", "h2c"),
+                ("x-end-to-end", "kept"),
+            ],
+        ),
+    );
+    let miss = w.send(&get("/c/hop").country("DE"));
+    let hit = w.send(&get("/c/hop").country("DE"));
+    assert_eq!(miss.h("x-cache").as_deref(), Some("MISS"));
+    assert_eq!(hit.h("x-cache").as_deref(), Some("HIT"));
+    for out in [&miss, &hit] {
+        for name in ["connection", "x-secret", "x_other", "keep-alive", "upgrade"] {
+            assert!(!out.has(name), "{name} served: {out:#?}");
+        }
+        assert_eq!(out.h("x-end-to-end").as_deref(), Some("kept"));
+    }
+    let stored = w.ports.cache.borrow();
+    let entry = stored.values().next().expect("one entry");
+    for name in ["connection", "x-secret", "x_other", "keep-alive", "upgrade"] {
+        assert!(header_of(&entry.headers, name).is_none(), "{name} stored");
+    }
 }
 
 #[test]

@@ -20,9 +20,8 @@ use worker::{
 use crate::gateway::{Gateway, EMBEDDED_ROUTES};
 use crate::http::headers::HeaderEdits;
 use crate::http::HeaderView;
-use crate::pipeline::{self, Body, Incoming, IsolateState, LogLine, Reply, ORIGIN_CACHE_CONTROL};
+use crate::pipeline::{self, Body, Incoming, IsolateState, LogLine, Reply};
 use crate::policy::auth::MAX_JWKS_BYTES;
-use crate::policy::cache;
 use crate::policy::ratelimit::Then;
 use crate::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
 
@@ -365,14 +364,10 @@ async fn flush_limits(isolate: Rc<Isolate>, kv: KvStore) {
 
 /// Builds the client response; when the reply is to be cached, tees the body into the cache.
 fn render(reply: Reply<web_sys::Response>) -> worker::Result<Response> {
-    render_with(reply, None, 0)
+    render_with(reply, None)
 }
 
-fn render_with(
-    reply: Reply<web_sys::Response>,
-    ctx: Option<&Context>,
-    now_ms: u64,
-) -> worker::Result<Response> {
+fn render_with(reply: Reply<web_sys::Response>, ctx: Option<&Context>) -> worker::Result<Response> {
     let init = web_sys::ResponseInit::new();
     init.set_status(reply.status);
     let response = match reply.body {
@@ -394,16 +389,7 @@ fn render_with(
                 let stored: web_sys::ReadableStream = branches.get(1).unchecked_into();
                 body = Some(client);
                 let store_headers = web_sys::Headers::new_with_headers(&upstream.headers())?;
-                for name in crate::http::headers::HOP_BY_HOP {
-                    let _ = store_headers.delete(name);
-                }
-                let _ = store_headers.delete("set-cookie");
-                match upstream.headers().get("cache-control").ok().flatten() {
-                    Some(original) => store_headers.set(ORIGIN_CACHE_CONTROL, &original)?,
-                    None => store_headers.delete(ORIGIN_CACHE_CONTROL)?,
-                }
-                store_headers.set("cache-control", &cache::stored_cache_control(*ttl))?;
-                store_headers.set(cache::STORED_AT, &cache::stored_at_value(now_ms))?;
+                apply(&store_headers, &reply.after.store_headers);
                 let store_init = web_sys::ResponseInit::new();
                 store_init.set_status(upstream.status());
                 store_init.set_headers(&store_headers);
@@ -498,7 +484,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
             ctx.wait_until(flush_limits(isolate.clone(), kv));
         }
     }
-    render_with(reply, Some(&ctx), ports.now_ms())
+    render_with(reply, Some(&ctx))
 }
 
 #[cfg(test)]

@@ -99,6 +99,9 @@ pub struct After {
     pub flush_limits: bool,
     /// Store the upstream response in the edge cache under this key for this many seconds.
     pub store: Option<(String, u32)>,
+    /// With `store`: applied to a copy of the upstream headers, they are the stored
+    /// entry's headers (decided by [`cache::stored_entry_edits`]).
+    pub store_headers: HeaderEdits,
 }
 
 /// What the edge sends back.
@@ -506,15 +509,18 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
             policy.store_ttl(reply.status, cache_control.as_deref(), set_cookie),
             vary_ok && credentials_ok,
         ) {
+            reply.after.store_headers = cache::stored_entry_edits(
+                &upstream::ResponseHeaders(ports, response),
+                ttl,
+                ports.now_ms(),
+            );
             reply.after.store = Some((key, ttl));
         }
     }
     Ok(reply)
 }
 
-/// The header that keeps the origin's own `Cache-Control` on a stored entry
-/// (the stored copy carries the gateway's TTL instead).
-pub const ORIGIN_CACHE_CONTROL: &str = "x-gateway-origin-cache-control";
+pub use crate::policy::cache::ORIGIN_CACHE_CONTROL;
 
 mod admin;
 mod auth;

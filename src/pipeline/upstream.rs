@@ -29,7 +29,7 @@ fn traceparent<P: Ports, H: HeaderView + ?Sized>(ports: &P, req: &Incoming<'_, H
 }
 
 /// An origin response's headers, read through the ports.
-struct ResponseHeaders<'a, P: Ports>(&'a P, &'a P::Response);
+pub(super) struct ResponseHeaders<'a, P: Ports>(pub &'a P, pub &'a P::Response);
 
 impl<P: Ports> HeaderView for ResponseHeaders<'_, P> {
     fn get(&self, name: &str) -> Option<String> {

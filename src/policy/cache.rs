@@ -63,6 +63,8 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::{CacheRule, Method, Route};
+use crate::http::headers::HeaderEdits;
+use crate::http::HeaderView;
 
 /// The response header naming the cache outcome.
 pub const X_CACHE: &str = "x-cache";
@@ -70,6 +72,11 @@ pub const X_CACHE: &str = "x-cache";
 /// The header holding the storage time of an entry, in Unix milliseconds.
 /// Strip it from responses sent to clients.
 pub const STORED_AT: &str = "x-gateway-stored-at";
+
+/// The header that keeps the origin's own `Cache-Control` on a stored entry
+/// (the stored copy carries the gateway's TTL instead). Strip it from
+/// responses sent to clients.
+pub const ORIGIN_CACHE_CONTROL: &str = "x-gateway-origin-cache-control";
 
 /// The path prefix of every key, in the gateway's reserved `/__gateway/` space.
 pub const KEY_PREFIX: &str = "/__gateway/cache/";
@@ -927,6 +934,60 @@ mod tests {
         assert!(is_lookup_method(Method::Get) && is_lookup_method(Method::Head));
         assert!(!is_lookup_method(Method::Post) && !is_lookup_method(Method::Options));
         assert!(is_store_method(Method::Get) && !is_store_method(Method::Head));
+    }
+
+    /// Applies `edits` to `headers` as the edge does.
+    fn edited(headers: &[(&str, &str)], edits: &HeaderEdits) -> Vec<(String, String)> {
+        let mut list: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        edits.apply_to(&mut list);
+        list.sort();
+        list
+    }
+
+    #[test]
+    fn stored_entries_hold_no_hop_by_hop_header_not_even_one_connection_names() {
+        let origin = [
+            ("Content-Type", "application/json"),
+            ("Connection", "x-secret, X_Other"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("set-cookie", "a=b"),
+            ("cache-control", "max-age=600"),
+            ("x-gateway-stored-at", "1"),
+            ("x-end-to-end", "kept"),
+        ];
+        let edits = stored_entry_edits(&origin, 60, 1_000);
+        let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            let mut v: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            edited(&origin, &edits),
+            owned(&[
+                ("Content-Type", "application/json"),
+                ("cache-control", "public, max-age=60"),
+                (ORIGIN_CACHE_CONTROL, "max-age=600"),
+                (STORED_AT, "1000"),
+                ("x-end-to-end", "kept"),
+            ])
+        );
+        // Without an origin Cache-Control, a forged copy of the kept one is dropped.
+        let forged = [("x-gateway-origin-cache-control", "no-store")];
+        let edits = stored_entry_edits(&forged, 5, 7);
+        assert_eq!(
+            edited(&forged, &edits),
+            owned(&[("cache-control", "public, max-age=5"), (STORED_AT, "7")])
+        );
     }
 
     #[test]
