@@ -954,6 +954,79 @@ fn dot_segments_and_slashes_are_resolved_before_routing() {
     assert_problem(&out, 405, "method-not-allowed");
 }
 
+/// A protected prefix beside a catch-all without auth, on one host.
+fn protected_and_catch_all_config() -> Value {
+    json!({
+        "origins": {"o": {"regions": [{"name": "r", "url": "http://origin.test"}]}},
+        "jwt": {"hs": {"issuer": HS_ISS, "secret_var": "JWT_SECRET"}},
+        "routes": [
+            {"id": "admin", "path": "/admin/{*rest}", "origin": "o", "auth": {"jwt": "hs"},
+             "rate_limit": {"requests": 1, "window_s": 60, "key": "route"}},
+            {"id": "tenant", "path": "/t", "host": "a.tenant.test", "origin": "o"},
+            {"id": "all", "path": "/{*rest}", "origin": "o"}
+        ]
+    })
+}
+
+#[test]
+fn encoded_unreserved_characters_cannot_bypass_a_protected_route() {
+    let w = world(protected_and_catch_all_config());
+    // The attack: `%61` is `a`, so this is /admin/x, with its auth, not the catch-all.
+    for target in [
+        "/%61dmin/x",
+        "/%61%64%6D%69%6E/x",
+        "/x/%2e%2e/%61dmin/x",
+        "/adm%69n/x",
+    ] {
+        let out = w.send(&get(target));
+        assert_problem(&out, 401, "unauthorized");
+        assert_eq!(w.ports.last_record()["route"], "admin", "{target}");
+    }
+    assert!(w.ports.sent().is_empty(), "{:?}", w.ports.sent_urls());
+    // With a token it is the admin route, and the origin receives the normalized path;
+    // the route's one-request limit counts both spellings as one path.
+    let ok = w.send(&get("/%61dmin/a%2Fb%7e").bearer(&user("alice")));
+    assert_eq!(ok.status, 200);
+    assert_eq!(w.ports.sent_urls(), ["http://origin.test/admin/a%2Fb~"]);
+    let limited = w.send(&get("/admin/a%2Fb~").bearer(&user("alice")));
+    assert_problem(&limited, 429, "rate-limited");
+    // Other encodings are sent as they came.
+    w.ports.clear_sent();
+    assert_eq!(w.send(&get("/x%2Fy%20z%252e")).status, 200);
+    assert_eq!(w.ports.sent_urls(), ["http://origin.test/x%2Fy%20z%252e"]);
+}
+
+#[test]
+fn an_encoded_reserved_prefix_is_still_reserved() {
+    let w = world(catch_all_config());
+    for target in [
+        "/%5F%5Fgateway/health",
+        "/%5f_gateway/health",
+        "/%5F%5F%67ateway/health",
+    ] {
+        let out = w.send(&get(target));
+        assert_eq!(out.status, 200, "{target}");
+        assert_eq!(out.json()["status"], "ok", "{target}");
+    }
+    assert_problem(&w.send(&get("/%5F%5Fgateway/nothing")), 404, "not-found");
+    assert!(w.ports.sent().is_empty(), "{:?}", w.ports.sent_urls());
+}
+
+#[test]
+fn hosts_match_with_a_single_trailing_dot() {
+    let w = world(protected_and_catch_all_config());
+    for host in ["a.tenant.test", "A.Tenant.Test.", "a.tenant.test.:8443"] {
+        let mut r = get("/t");
+        r.host = host.into();
+        w.send(&r);
+        assert_eq!(w.ports.last_record()["route"], "tenant", "{host}");
+    }
+    let mut r = get("/t");
+    r.host = "a.tenant.test..".into();
+    w.send(&r);
+    assert_eq!(w.ports.last_record()["route"], "all");
+}
+
 #[test]
 fn rewrite_and_query_reach_the_upstream_with_the_route_timeout() {
     let w = world(config());
