@@ -2693,6 +2693,87 @@ fn actual_responses_and_gateway_errors_carry_cors_headers() {
     assert!(out.h("vary").unwrap().contains("Origin"));
 }
 
+/// An origin that grants every origin, with credentials, in mixed case.
+fn permissive_origin() -> Outcome {
+    respond(
+        200,
+        &[
+            ("Access-Control-Allow-Origin", "https://evil.test"),
+            ("access-control-allow-credentials", "true"),
+            ("Access-Control-Expose-Headers", "x-internal"),
+            ("access-control-allow-methods", "DELETE"),
+            ("access-control-max-age", "86400"),
+            ("x-internal", "1"),
+        ],
+    )
+}
+
+#[test]
+fn the_policy_alone_decides_cors_headers_on_routes_with_one() {
+    let w = world(config());
+    w.ports.on(EU, permissive_origin());
+    // The attack: a disallowed origin reads a credentialed answer the origin allowed.
+    for (target, cached) in [
+        ("/api/items/1", false),
+        ("/c/creds", true),
+        ("/c/creds", true),
+    ] {
+        let out = w.send(
+            &get(target)
+                .country("DE")
+                .header("Origin", "https://evil.test"),
+        );
+        assert_eq!(out.status, 200);
+        for name in [
+            "access-control-allow-origin",
+            "access-control-allow-credentials",
+            "access-control-expose-headers",
+            "access-control-allow-methods",
+            "access-control-max-age",
+        ] {
+            assert!(!out.has(name), "{name} from the origin: {out:#?}");
+        }
+        assert_eq!(out.h("x-cache").is_some(), cached);
+    }
+    assert_eq!(w.ports.cache.borrow().len(), 1);
+    // An allowed origin gets the policy's answer, one value each, origin's dropped.
+    for _ in 0..2 {
+        let out = w.send(&get("/c/creds").country("DE").header("Origin", APP));
+        let values = |name: &str| -> Vec<String> {
+            out.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        assert_eq!(values("access-control-allow-origin"), [APP]);
+        assert_eq!(values("access-control-allow-credentials"), ["true"]);
+        assert!(!values("access-control-expose-headers")[0].contains("x-internal"));
+        assert!(values("access-control-allow-methods").is_empty());
+        assert!(values("access-control-max-age").is_empty());
+    }
+    // A route of its own policy: same rule.
+    let out = w.send(&get("/partner").country("DE").header("Origin", APP));
+    assert!(!out.has("access-control-allow-origin"), "{out:#?}");
+    assert!(!out.has("access-control-allow-credentials"));
+}
+
+#[test]
+fn without_a_cors_policy_the_origin_cors_headers_pass_through() {
+    let w = world(catch_all_config());
+    w.ports.on("http://origin.test", permissive_origin());
+    let out = w.send(&get("/x").header("Origin", "https://evil.test"));
+    assert_eq!(
+        out.h("access-control-allow-origin").as_deref(),
+        Some("https://evil.test")
+    );
+    assert_eq!(
+        out.h("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    assert_eq!(out.h("access-control-max-age").as_deref(), Some("86400"));
+}
+
 #[test]
 fn a_route_cors_policy_overrides_the_top_level_one() {
     let w = world(config());

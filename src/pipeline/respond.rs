@@ -3,10 +3,10 @@
 use super::*;
 
 /// Headers every answer carries, whoever decided it.
-pub(super) fn decorate<P: Ports, R, H: HeaderView + ?Sized>(
+pub(super) fn decorate<P: Ports, H: HeaderView + ?Sized>(
     call: &Call<'_, '_, P, H>,
     ctx: &mut Ctx<'_>,
-    reply: &mut Reply<R>,
+    reply: &mut Reply<P::Response>,
     started: u64,
 ) {
     let Call { gw, ports, req, .. } = *call;
@@ -36,6 +36,14 @@ pub(super) fn decorate<P: Ports, R, H: HeaderView + ?Sized>(
         None => gw.cors.as_ref(),
     };
     if let Some(policy) = policy {
+        // The policy alone answers: the origin's (or a stored entry's) CORS headers go.
+        if let Body::Upstream(response) = &reply.body {
+            for name in ports.response_header_names(response) {
+                if cors::is_cors_header(&name) {
+                    h.remove(name);
+                }
+            }
+        }
         let origin = req.headers.get("origin");
         for (name, value) in policy.actual_headers(origin.as_deref()) {
             if name == cors::VARY {

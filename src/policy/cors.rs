@@ -41,6 +41,12 @@
 //! `Origin` (a shared cache must not hand that answer to another origin).
 //! `Vary` must be appended to the upstream's, not replace it: [`append_vary`].
 //!
+//! On a route with a policy the gateway alone decides the CORS headers: the
+//! origin's own `access-control-*` response headers ([`is_cors_header`]) are
+//! removed before the policy's are set, so that an origin that allows every
+//! origin (or echoes `Origin` with credentials) cannot grant a disallowed one.
+//! Routes without a policy pass the origin's CORS headers through.
+//!
 //! # Origins
 //!
 //! Compared exactly, ASCII case-insensitively (validation guarantees that
@@ -252,6 +258,14 @@ impl CorsPolicy {
     }
 }
 
+/// Whether a response header is a CORS response header (`access-control-*`,
+/// any case), which the policy alone decides on a route that has one.
+pub fn is_cors_header(name: &str) -> bool {
+    const PREFIX: &str = "access-control-";
+    name.len() >= PREFIX.len()
+        && name.as_bytes()[..PREFIX.len()].eq_ignore_ascii_case(PREFIX.as_bytes())
+}
+
 /// Whether a request is a CORS preflight: `OPTIONS` with `Origin` and
 /// `Access-Control-Request-Method`.
 pub fn is_preflight(method: &str, origin: Option<&str>, req_method: Option<&str>) -> bool {
@@ -376,6 +390,28 @@ mod tests {
         c.credentials = true;
         c.max_age_s = Some(600);
         CorsPolicy::new(&c, &[Method::Get])
+    }
+
+    #[test]
+    fn cors_headers_are_recognized_in_any_case() {
+        for name in [
+            ALLOW_ORIGIN,
+            ALLOW_CREDENTIALS,
+            "Access-Control-Allow-Methods",
+            "ACCESS-CONTROL-EXPOSE-HEADERS",
+            "access-control-max-age",
+            "access-control-allow-private-network",
+        ] {
+            assert!(is_cors_header(name), "{name}");
+        }
+        for name in [
+            "access-control",
+            "vary",
+            "x-access-control-allow-origin",
+            "origin",
+        ] {
+            assert!(!is_cors_header(name), "{name}");
+        }
     }
 
     #[test]
