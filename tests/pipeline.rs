@@ -2463,6 +2463,79 @@ fn vary_headers_separate_entries() {
 }
 
 #[test]
+fn a_response_varying_on_a_header_outside_the_key_is_not_stored() {
+    let w = world(config());
+    let x = |out: &Out| out.h("x-cache").unwrap();
+    // The leak: `Vary: Cookie` on a route whose key ignores cookies.
+    w.ports
+        .on(EU, respond(200, &[("vary", "Accept-Encoding, Cookie")]));
+    let alice = w.send(&get("/c/me").country("DE").header("cookie", "session=alice"));
+    assert_eq!(x(&alice), "MISS");
+    assert!(alice.store.is_none());
+    let bob = w.send(&get("/c/me").country("DE").header("cookie", "session=bob"));
+    assert_eq!(x(&bob), "MISS", "bob was served alice's variant");
+    assert_eq!(w.ports.sent().len(), 2);
+    assert!(w.ports.cache.borrow().is_empty());
+    // A `Vary` within the route's list (and Accept-Encoding) is stored.
+    w.ports.on(
+        EU,
+        respond(200, &[("vary", "accept-language, Accept-Encoding")]),
+    );
+    let lang = || get("/cv").country("DE").header("Accept-Language", "en");
+    assert!(w.send(&lang()).store.is_some());
+    assert_eq!(x(&w.send(&lang())), "HIT");
+    // Only Accept-Encoding: stored.
+    w.ports.on(EU, respond(200, &[("vary", "Accept-Encoding")]));
+    assert!(w.send(&get("/c/enc").country("DE")).store.is_some());
+}
+
+#[test]
+fn repeated_query_parameters_keep_their_order_in_the_key() {
+    let w = world(config());
+    let x = |out: Out| out.h("x-cache").unwrap();
+    assert_eq!(x(w.send(&get("/c/q?a=1&a=2").country("DE"))), "MISS");
+    assert_eq!(x(w.send(&get("/c/q?a=2&a=1").country("DE"))), "MISS");
+    assert_eq!(x(w.send(&get("/c/q?a=1&a=2").country("DE"))), "HIT");
+    // Distinct names may come in any order.
+    assert_eq!(x(w.send(&get("/c/q?b=0&a=1&a=2").country("DE"))), "MISS");
+    assert_eq!(x(w.send(&get("/c/q?a=1&b=0&a=2").country("DE"))), "HIT");
+    assert_eq!(w.ports.sent().len(), 3);
+}
+
+#[test]
+fn a_successful_unsafe_request_invalidates_the_entry_of_its_url() {
+    let w = world(config());
+    let x = |out: &Out| out.h("x-cache").unwrap();
+    let prime = |target: &str| {
+        w.send(&get(target).country("DE"));
+        assert_eq!(x(&w.send(&get(target).country("DE"))), "HIT", "{target}");
+    };
+    for (i, m) in ["POST", "PUT", "PATCH", "DELETE"].into_iter().enumerate() {
+        let target = format!("/c/doc{i}?v=1");
+        prime(&target);
+        prime("/c/other");
+        w.ports
+            .once(EU, respond(if i % 2 == 0 { 201 } else { 204 }, &[]));
+        let out = w.send(&req(m, &target).country("DE"));
+        assert_eq!(x(&out), "BYPASS");
+        assert_eq!(x(&w.send(&get(&target).country("DE"))), "MISS", "{m}");
+        // Another URL (or another query) keeps its entry.
+        assert_eq!(x(&w.send(&get("/c/other").country("DE"))), "HIT", "{m}");
+    }
+    // A failed write invalidates nothing.
+    prime("/c/kept");
+    for status in [400, 409, 500] {
+        w.ports.once(EU, respond(status, &[]));
+        w.send(&req("DELETE", "/c/kept").country("DE"));
+        assert_eq!(x(&w.send(&get("/c/kept").country("DE"))), "HIT", "{status}");
+    }
+    // The normalized path is the same URL.
+    prime("/c/enc");
+    w.send(&req("PUT", "/c/%65nc").country("DE"));
+    assert_eq!(x(&w.send(&get("/c/enc").country("DE"))), "MISS");
+}
+
+#[test]
 fn if_none_match_on_a_hit_is_304_without_body() {
     let w = world(config());
     w.ports.on(

@@ -466,10 +466,13 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
         }
     }
 
-    // Cache lookup.
+    // Cache lookup (or, for a method that changes the resource, the entry it invalidates).
     let mut store_key = None;
+    let mut invalidate_key = None;
     if let Some(policy) = &route.cache {
-        if cache::is_lookup_method(method) {
+        if cache::is_invalidating_method(method) {
+            invalidate_key = cache_key(policy, req, &path, req.query, subject);
+        } else if cache::is_lookup_method(method) {
             let key = cache_key(policy, req, &path, req.query, subject);
             if let Some(key) = key {
                 match ports.cache_get(&key).await {
@@ -494,12 +497,20 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
     // Upstream.
     let mut reply =
         upstream::forward(call, route, method, &path, &params, verified.as_ref(), ctx).await?;
+    if let Some(key) = invalidate_key.filter(|_| cache::invalidates(method, reply.status)) {
+        if let Err(e) = ports.cache_delete(&key).await {
+            ports.event(
+                &serde_json::json!({"event": "cache_error", "op": "delete", "error": e})
+                    .to_string(),
+            );
+        }
+    }
     if let (Some(key), Some(policy), Body::Upstream(response)) =
         (store_key, &route.cache, &reply.body)
     {
         let cache_control = ports.response_header(response, "cache-control");
         let set_cookie = ports.response_header(response, "set-cookie").is_some();
-        let vary_ok = cache::vary_storable(ports.response_header(response, "vary").as_deref());
+        let vary_ok = policy.vary_storable(ports.response_header(response, "vary").as_deref());
         // A shared cache stores an answer to a request with credentials only when the
         // origin says it may (RFC 9111 3.5); on auth routes the subject is in the key.
         let credentials_ok = route.auth.is_some()
