@@ -1814,6 +1814,48 @@ fn bad_tokens_are_401_invalid_token() {
 }
 
 #[test]
+fn a_provider_requiring_at_jwt_refuses_id_tokens_of_the_same_issuer() {
+    let w = world(json!({
+        "origins": {"o": {"regions": [{"name": "r", "url": "http://origin.test"}]}},
+        "jwt": {"at": {"issuer": HS_ISS, "secret_var": "JWT_SECRET", "typ": "at+jwt"},
+                "any": {"issuer": HS_ISS, "secret_var": "JWT_SECRET"}},
+        "routes": [{"id": "strict", "path": "/strict", "origin": "o", "auth": {"jwt": "at"}},
+                   {"id": "lax", "path": "/lax", "origin": "o", "auth": {"jwt": "any"}}]
+    }));
+    let token = |typ: Option<&str>| {
+        let mut header = Header::new(J::HS256);
+        header.typ = typ.map(str::to_string);
+        jsonwebtoken::encode(
+            &header,
+            &hs_claims("alice", "read"),
+            &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    for typ in ["at+jwt", "application/at+jwt", "AT+JWT"] {
+        assert_eq!(
+            w.send(&get("/strict").bearer(&token(Some(typ)))).status,
+            200,
+            "{typ}"
+        );
+    }
+    for typ in [Some("JWT"), None, Some("id+jwt")] {
+        let out = w.send(&get("/strict").bearer(&token(typ)));
+        assert_problem(&out, 401, "unauthorized");
+        assert_eq!(
+            out.h("www-authenticate").as_deref(),
+            Some("Bearer error=\"invalid_token\", error_description=\"wrong token type\""),
+            "{typ:?}"
+        );
+        assert_eq!(
+            w.send(&get("/lax").bearer(&token(typ))).status,
+            200,
+            "{typ:?}"
+        );
+    }
+}
+
+#[test]
 fn a_missing_scope_is_403_insufficient_scope() {
     let w = world(config());
     let out = w.send(&get("/api/admin").bearer(&user("alice")));
