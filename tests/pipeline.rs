@@ -17,10 +17,10 @@ use std::task::{Context, Poll, Waker};
 
 use edge_gateway::config::{Method, RateLimit};
 use edge_gateway::gateway::Gateway;
-use edge_gateway::http::headers::HOP_BY_HOP;
 use edge_gateway::http::HeaderView;
 use edge_gateway::pipeline::{self, Body, Incoming, IsolateState, LogLine, ORIGIN_CACHE_CONTROL};
 use edge_gateway::policy::cache;
+use edge_gateway::policy::cors::GATEWAY_EXPOSED;
 use edge_gateway::policy::ratelimit::counter_key;
 use edge_gateway::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
 use jsonwebtoken::{Algorithm as J, EncodingKey, Header};
@@ -2743,6 +2743,96 @@ fn an_allowed_preflight_is_answered_204_with_allow_headers() {
 }
 
 #[test]
+fn a_preflight_to_an_unmatched_path_is_answered_by_the_top_level_policy() {
+    let w = world(config());
+    let out = w.send(
+        &preflight("/no/such/path", APP, "PUT").header("Access-Control-Request-Headers", "X-A"),
+    );
+    assert_eq!(out.status, 204, "{out:#?}");
+    assert_eq!(out.h("access-control-allow-origin").as_deref(), Some(APP));
+    assert_eq!(
+        out.h("access-control-allow-methods").as_deref(),
+        Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+    );
+    assert_eq!(
+        out.h("access-control-allow-headers").as_deref(),
+        Some("x-a")
+    );
+    assert_eq!(
+        out.h("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    assert_eq!(w.ports.last_record()["status"], 204);
+    assert!(w.ports.last_record().get("route").is_none());
+    // So the page can read the real request's 404 and its request id.
+    let out = w.send(&req("PUT", "/no/such/path").header("Origin", APP));
+    assert_problem(&out, 404, "not-found");
+    assert_eq!(out.h("access-control-allow-origin").as_deref(), Some(APP));
+    let exposed = out.h("access-control-expose-headers").unwrap();
+    assert!(
+        exposed.split(", ").any(|h| h == "x-request-id"),
+        "{exposed}"
+    );
+    // A disallowed origin gets no grant there either; nothing goes upstream.
+    let out = w.send(&preflight("/no/such/path", "https://evil.test", "GET"));
+    assert_eq!(out.status, 403);
+    assert!(!out.has("access-control-allow-origin"));
+    assert!(w.ports.sent().is_empty());
+    // Without a top-level policy, such a preflight is an ordinary 404.
+    let w = world(json!({
+        "origins": {"o": {"regions": [{"name": "r", "url": "http://origin.test"}]}},
+        "routes": [{"id": "a", "path": "/a", "origin": "o",
+                    "cors": {"origins": ["https://app.test"]}}]
+    }));
+    let out = w.send(&preflight("/nope", APP, "GET"));
+    assert_problem(&out, 404, "not-found");
+    assert!(!out.has("access-control-allow-origin"));
+}
+
+#[test]
+fn the_gateway_own_headers_are_always_exposed_to_allowed_origins() {
+    let w = world(config());
+    let exposed = |out: &Out| -> Vec<String> {
+        out.h("access-control-expose-headers")
+            .unwrap_or_default()
+            .split(", ")
+            .map(str::to_string)
+            .collect()
+    };
+    let out = w.send(&get("/api/me").header("Origin", APP));
+    assert_problem(&out, 401, "unauthorized");
+    assert!(out.has("www-authenticate"));
+    let list = exposed(&out);
+    // The policy's own list first, then the gateway's, each once.
+    assert_eq!(list[0], "x-request-id");
+    for name in GATEWAY_EXPOSED {
+        assert_eq!(
+            list.iter().filter(|h| *h == name).count(),
+            1,
+            "{name}: {list:?}"
+        );
+    }
+    for name in ["x-quota-limit", "x-quota-remaining", "x-quota-reset"] {
+        assert!(list.iter().any(|h| h == name), "{name}");
+    }
+    let out = w.send(&get("/rl/ip").header("Origin", APP));
+    assert!(
+        out.has("ratelimit-limit") && out.has("ratelimit-remaining") && out.has("ratelimit-reset")
+    );
+    for name in [
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "retry-after",
+    ] {
+        assert!(exposed(&out).iter().any(|h| h == name), "{name}");
+    }
+    // Not to a disallowed origin.
+    let out = w.send(&get("/rl/ip").header("Origin", "https://evil.test"));
+    assert!(!out.has("access-control-expose-headers"));
+}
+
+#[test]
 fn a_disallowed_preflight_gets_no_allow_headers() {
     let w = world(config());
     for r in [
@@ -2790,7 +2880,7 @@ fn actual_responses_and_gateway_errors_carry_cors_headers() {
         );
         assert_eq!(
             out.h("access-control-expose-headers").as_deref(),
-            Some("x-request-id")
+            Some(GATEWAY_EXPOSED.join(", ").as_str())
         );
         let vary = out.h("vary").unwrap();
         assert!(vary.split(", ").any(|v| v == "Origin"), "{vary}");
@@ -2899,7 +2989,11 @@ fn a_route_cors_policy_overrides_the_top_level_one() {
         Some("https://partner.test")
     );
     assert!(!out.has("access-control-allow-credentials"));
-    assert!(!out.has("access-control-expose-headers"));
+    // No list of its own: the gateway's headers only.
+    assert_eq!(
+        out.h("access-control-expose-headers").as_deref(),
+        Some(GATEWAY_EXPOSED.join(", ").as_str())
+    );
     let out = w.send(&get("/partner").header("Origin", APP));
     assert!(!out.has("access-control-allow-origin"), "{out:#?}");
     // Gateway errors of the route use the route's policy too.

@@ -351,26 +351,32 @@ async fn run<'g, P: Ports, H: HeaderView + ?Sized>(
             // and its allow-methods do not offer the method.
             _ => any_route_on(gw, req.host, &path),
         };
-        if let Some(route) = found {
-            let req_headers = req.headers.get("access-control-request-headers");
-            let answer = route.cors.as_ref().and_then(|policy| {
-                policy.preflight(
-                    origin.as_deref(),
-                    preflight_method.as_deref(),
-                    req_headers.as_deref(),
-                )
-            });
-            if let Some(answer) = answer {
-                let mut headers = HeaderEdits::default();
-                for (name, value) in answer.headers {
-                    headers.set(name, value.into_owned());
-                }
+        // A path no route matches: the top-level policy answers, so that the page can
+        // go on to read the 404 of its real request.
+        let policy = match found {
+            Some(route) => route.cors.as_ref(),
+            None => gw.cors.as_ref(),
+        };
+        let req_headers = req.headers.get("access-control-request-headers");
+        let answer = policy.and_then(|policy| {
+            policy.preflight(
+                origin.as_deref(),
+                preflight_method.as_deref(),
+                req_headers.as_deref(),
+            )
+        });
+        if let Some(answer) = answer {
+            let mut headers = HeaderEdits::default();
+            for (name, value) in answer.headers {
+                headers.set(name, value.into_owned());
+            }
+            if let Some(route) = found {
                 ctx.route = Some(route);
                 ctx.log.route = Some(route.id.clone());
                 ctx.log.path_template = Some(route.path.clone());
-                ctx.preflight_answered = true;
-                return Ok(Reply::own(answer.status, Body::Empty, headers));
             }
+            ctx.preflight_answered = true;
+            return Ok(Reply::own(answer.status, Body::Empty, headers));
         }
     }
 
