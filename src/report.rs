@@ -203,7 +203,8 @@ pub fn diff(old: &RoutesFile, new: &RoutesFile) -> String {
                 let _ = writeln!(out, "- jwt \"{name}\"");
             }
             _ if oj.get(name) != nj.get(name) => {
-                let _ = writeln!(out, "~ jwt \"{name}\": provider settings changed");
+                let fields = changed_fields(oj.get(name), nj.get(name));
+                let _ = writeln!(out, "~ jwt \"{name}\": {} changed", fields.join(", "));
             }
             _ => {}
         }
@@ -215,6 +216,20 @@ pub fn diff(old: &RoutesFile, new: &RoutesFile) -> String {
         out.push_str("no route changes\n");
     }
     out
+}
+
+/// The members that differ between two JSON objects (`typ`, `audiences`, ...), in name order.
+fn changed_fields(old: Option<&serde_json::Value>, new: Option<&serde_json::Value>) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let old = old.and_then(serde_json::Value::as_object).unwrap_or(&empty);
+    let new = new.and_then(serde_json::Value::as_object).unwrap_or(&empty);
+    old.keys()
+        .chain(new.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| old.get(*k) != new.get(*k))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -250,6 +265,21 @@ mod tests {
              ~ route \"change\": cache: - -> 30s\n\
              ~ origin \"o\": regions, timeout or circuit breaker changed\n"
         );
+    }
+
+    #[test]
+    fn diff_names_the_changed_provider_fields() {
+        let file = |jwt: &str| {
+            load(&format!(
+                r#"{{"origins": {{"o": {{"regions": [{{"name": "r", "url": "http://h"}}]}}}},
+                    "jwt": {{"main": {jwt}}},
+                    "routes": [{{"id": "a", "path": "/a", "origin": "o"}}]}}"#
+            ))
+            .unwrap()
+        };
+        let old = file(r#"{"issuer": "i", "secret_var": "S"}"#);
+        let new = file(r#"{"issuer": "i", "secret_var": "S", "typ": "at+jwt", "leeway_s": 5}"#);
+        assert_eq!(diff(&old, &new), "~ jwt \"main\": leeway_s, typ changed\n");
     }
 
     #[test]
