@@ -383,7 +383,7 @@ fn render_with(reply: Reply<web_sys::Response>, ctx: Option<&Context>) -> worker
             } else {
                 upstream.body()
             };
-            if let (Some((key, ttl)), Some(ctx), Some(stream)) = (&reply.after.store, ctx, &body) {
+            if let (Some((key, _)), Some(ctx), Some(stream)) = (&reply.after.store, ctx, &body) {
                 let branches = stream.tee();
                 let client: web_sys::ReadableStream = branches.get(0).unchecked_into();
                 let stored: web_sys::ReadableStream = branches.get(1).unchecked_into();
