@@ -79,8 +79,14 @@ test-native:
 test-wasm:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner cargo test --lib --target wasm32-unknown-unknown
 
-test-e2e:
+test-e2e: browser-tools
 	node --test --test-concurrency=1 tests/e2e/gateway.test.mjs
+
+# Headless Chromium for the browser suite (tests/e2e/suites/browser.mjs), driven by
+# playwright-core (package.json); Debian's package, installed when missing.
+.PHONY: browser-tools
+browser-tools:
+	@command -v chromium >/dev/null || { echo "installing chromium"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 clean:
 	rm -rf build target/wasm32-unknown-unknown
