@@ -79,13 +79,14 @@ test-native:
 test-wasm:
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner cargo test --lib --target wasm32-unknown-unknown
 
-# The docs page suite drives Debian's chromium through playwright-core.
-test-e2e: chromium
+# The browser suites (CORS from a page, the docs page) drive Debian's chromium
+# through playwright-core (package.json); installed when missing.
+test-e2e: browser-tools
 	node --test --test-concurrency=1 tests/e2e/gateway.test.mjs
 
-.PHONY: chromium
-chromium:
-	@command -v chromium >/dev/null || { echo "installing chromium"; $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+.PHONY: browser-tools
+browser-tools:
+	@command -v chromium >/dev/null || { echo "installing chromium"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 clean:
 	rm -rf build target/wasm32-unknown-unknown

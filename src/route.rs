@@ -244,10 +244,10 @@ impl RouteTable {
         (table, conflicts)
     }
 
-    /// Finds the route for a host (any case, port allowed), a normalized path and a method
-    /// (`None` for a method no route can allow).
+    /// Finds the route for a host (any case, port allowed, a single trailing dot
+    /// ignored), a normalized path and a method (`None` for a method no route can allow).
     pub fn lookup<'p>(&self, host: &str, path: &'p str, method: Option<Method>) -> Match<'_, 'p> {
-        let host = host_without_port(host);
+        let host = host_for_matching(host);
         let exact = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             self.exact.get(&host.to_ascii_lowercase())
         } else {
@@ -266,6 +266,14 @@ impl RouteTable {
             .find_map(|t| t.lookup(path, method))
             .unwrap_or(Match::NotFound)
     }
+}
+
+/// The host as routes match it (case aside): without the port and without a single
+/// trailing dot (`a.tenant.test.:8787` -> `a.tenant.test`; the fully qualified
+/// spelling names the same host). A second dot stays: `a..` is no host name.
+pub fn host_for_matching(host: &str) -> &str {
+    let host = host_without_port(host);
+    host.strip_suffix('.').unwrap_or(host)
 }
 
 /// `example.com:8443` -> `example.com`; `[::1]:80` -> `[::1]`.
@@ -399,6 +407,27 @@ mod tests {
             t.lookup("other.example.com", "/only-here", Some(Method::Get)),
             Match::NotFound
         );
+        // One trailing dot is the same host (any case, with a port or without).
+        assert_eq!(
+            found(t.lookup(
+                "acme.tenants.example.com.",
+                "/api/users/1",
+                Some(Method::Get)
+            ))
+            .0,
+            3
+        );
+        assert_eq!(
+            found(t.lookup("API.example.com.:8787", "/only-here", Some(Method::Get))).0,
+            5
+        );
+        assert_eq!(
+            t.lookup("api.example.com..", "/only-here", Some(Method::Get)),
+            Match::NotFound
+        );
+        assert_eq!(host_for_matching("a.tenant.test."), "a.tenant.test");
+        assert_eq!(host_for_matching("a.tenant.test.:443"), "a.tenant.test");
+        assert_eq!(host_for_matching("[::1]:80"), "[::1]");
         // A host-specific path falls through to the host-less routes.
         assert_eq!(
             found(t.lookup("api.example.com", "/api/users/1", Some(Method::Get))).0,

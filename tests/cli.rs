@@ -60,6 +60,33 @@ fn check_names_every_request_policy_problem() {
 }
 
 #[test]
+fn check_reports_type_errors_unknown_fields_and_semantic_problems_together() {
+    let (code, out, err) = gateway(&["check", "tests/fixtures/mixed.routes.json"]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    let expected = [
+        "origin \"users\": timeout_ms: invalid type: string \"10s\", expected u64",
+        "jwt \"main\": typ: unknown variant `id+jwt`, expected `at+jwt`",
+        "route \"get-user\": unknown field `rate_limt`",
+        "route \"get-user\": cache.ttl_s: invalid type: string \"60\", expected u32",
+        "route \"get-user\": unknown origin \"userz\"",
+        "route \"get-user\": rewrite \"/v1/{uid}\" uses parameter \"uid\"",
+        "route \"list-users\": methods[1]: unknown variant `LIST`",
+        "route \"list-users\": auth: unknown jwt provider \"mian\"",
+    ];
+    for needle in expected {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
+    assert!(
+        err.starts_with(&format!(
+            "tests/fixtures/mixed.routes.json: {} problems\n",
+            expected.len()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_diff_shows_route_changes() {
     let (code, out, err) = gateway(&[
         "check",

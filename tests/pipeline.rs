@@ -6,7 +6,8 @@
 //! the reply's edits applied, or the gateway's own body) and asserts exact
 //! statuses and headers, what reached the upstream, and the log line.
 //! Cacheable replies are stored in the fake cache the way `render_with` in
-//! `src/edge/mod.rs` stores them, so later requests can hit.
+//! `src/edge/mod.rs` stores them (the upstream headers with the reply's
+//! `store_headers` edits applied), so later requests can hit.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -16,11 +17,11 @@ use std::task::{Context, Poll, Waker};
 
 use edge_gateway::config::{KeyKind, Method, RateLimit};
 use edge_gateway::gateway::Gateway;
-use edge_gateway::http::headers::HOP_BY_HOP;
 use edge_gateway::http::HeaderView;
 use edge_gateway::log::Event;
 use edge_gateway::pipeline::{self, Body, Incoming, IsolateState, LogLine, ORIGIN_CACHE_CONTROL};
 use edge_gateway::policy::cache;
+use edge_gateway::policy::cors::GATEWAY_EXPOSED;
 use edge_gateway::policy::ratelimit::global::{Book, LeaseCall, LeaseReply};
 use edge_gateway::policy::ratelimit::{self, counter_key};
 use edge_gateway::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
@@ -639,25 +640,9 @@ impl World {
         let flush_limits = reply.after.flush_limits;
         let (headers, body) = match reply.body {
             Body::Upstream(upstream) => {
-                if let Some((key, ttl)) = &store {
+                if let Some((key, _ttl)) = &store {
                     let mut stored = upstream.headers.clone();
-                    stored.retain(|(n, _)| {
-                        let n = n.to_ascii_lowercase();
-                        !HOP_BY_HOP.contains(&n.as_str()) && n != "set-cookie"
-                    });
-                    stored.retain(|(n, _)| !n.eq_ignore_ascii_case(ORIGIN_CACHE_CONTROL));
-                    if let Some(original) = header_of(&upstream.headers, "cache-control") {
-                        stored.push((ORIGIN_CACHE_CONTROL.into(), original));
-                    }
-                    stored.retain(|(n, _)| {
-                        !n.eq_ignore_ascii_case("cache-control")
-                            && !n.eq_ignore_ascii_case(cache::STORED_AT)
-                    });
-                    stored.push(("cache-control".into(), cache::stored_cache_control(*ttl)));
-                    stored.push((
-                        cache::STORED_AT.into(),
-                        cache::stored_at_value(self.ports.now_ms()),
-                    ));
+                    reply.after.store_headers.apply_to(&mut stored);
                     self.ports.cache.borrow_mut().insert(
                         key.clone(),
                         Resp {
@@ -1080,6 +1065,79 @@ fn dot_segments_and_slashes_are_resolved_before_routing() {
     // Dot segments cannot climb into another route's path either.
     let out = w.send(&get("/api/items/7/../../orders"));
     assert_problem(&out, 405, "method-not-allowed");
+}
+
+/// A protected prefix beside a catch-all without auth, on one host.
+fn protected_and_catch_all_config() -> Value {
+    json!({
+        "origins": {"o": {"regions": [{"name": "r", "url": "http://origin.test"}]}},
+        "jwt": {"hs": {"issuer": HS_ISS, "secret_var": "JWT_SECRET"}},
+        "routes": [
+            {"id": "admin", "path": "/admin/{*rest}", "origin": "o", "auth": {"jwt": "hs"},
+             "rate_limit": {"requests": 1, "window_s": 60, "key": "route"}},
+            {"id": "tenant", "path": "/t", "host": "a.tenant.test", "origin": "o"},
+            {"id": "all", "path": "/{*rest}", "origin": "o"}
+        ]
+    })
+}
+
+#[test]
+fn encoded_unreserved_characters_cannot_bypass_a_protected_route() {
+    let w = world(protected_and_catch_all_config());
+    // The attack: `%61` is `a`, so this is /admin/x, with its auth, not the catch-all.
+    for target in [
+        "/%61dmin/x",
+        "/%61%64%6D%69%6E/x",
+        "/x/%2e%2e/%61dmin/x",
+        "/adm%69n/x",
+    ] {
+        let out = w.send(&get(target));
+        assert_problem(&out, 401, "unauthorized");
+        assert_eq!(w.ports.last_record()["route"], "admin", "{target}");
+    }
+    assert!(w.ports.sent().is_empty(), "{:?}", w.ports.sent_urls());
+    // With a token it is the admin route, and the origin receives the normalized path;
+    // the route's one-request limit counts both spellings as one path.
+    let ok = w.send(&get("/%61dmin/a%2Fb%7e").bearer(&user("alice")));
+    assert_eq!(ok.status, 200);
+    assert_eq!(w.ports.sent_urls(), ["http://origin.test/admin/a%2Fb~"]);
+    let limited = w.send(&get("/admin/a%2Fb~").bearer(&user("alice")));
+    assert_problem(&limited, 429, "rate-limited");
+    // Other encodings are sent as they came.
+    w.ports.clear_sent();
+    assert_eq!(w.send(&get("/x%2Fy%20z%252e")).status, 200);
+    assert_eq!(w.ports.sent_urls(), ["http://origin.test/x%2Fy%20z%252e"]);
+}
+
+#[test]
+fn an_encoded_reserved_prefix_is_still_reserved() {
+    let w = world(catch_all_config());
+    for target in [
+        "/%5F%5Fgateway/health",
+        "/%5f_gateway/health",
+        "/%5F%5F%67ateway/health",
+    ] {
+        let out = w.send(&get(target));
+        assert_eq!(out.status, 200, "{target}");
+        assert_eq!(out.json()["status"], "ok", "{target}");
+    }
+    assert_problem(&w.send(&get("/%5F%5Fgateway/nothing")), 404, "not-found");
+    assert!(w.ports.sent().is_empty(), "{:?}", w.ports.sent_urls());
+}
+
+#[test]
+fn hosts_match_with_a_single_trailing_dot() {
+    let w = world(protected_and_catch_all_config());
+    for host in ["a.tenant.test", "A.Tenant.Test.", "a.tenant.test.:8443"] {
+        let mut r = get("/t");
+        r.host = host.into();
+        w.send(&r);
+        assert_eq!(w.ports.last_record()["route"], "tenant", "{host}");
+    }
+    let mut r = get("/t");
+    r.host = "a.tenant.test..".into();
+    w.send(&r);
+    assert_eq!(w.ports.last_record()["route"], "all");
 }
 
 #[test]
@@ -1869,6 +1927,48 @@ fn bad_tokens_are_401_invalid_token() {
 }
 
 #[test]
+fn a_provider_requiring_at_jwt_refuses_id_tokens_of_the_same_issuer() {
+    let w = world(json!({
+        "origins": {"o": {"regions": [{"name": "r", "url": "http://origin.test"}]}},
+        "jwt": {"at": {"issuer": HS_ISS, "secret_var": "JWT_SECRET", "typ": "at+jwt"},
+                "any": {"issuer": HS_ISS, "secret_var": "JWT_SECRET"}},
+        "routes": [{"id": "strict", "path": "/strict", "origin": "o", "auth": {"jwt": "at"}},
+                   {"id": "lax", "path": "/lax", "origin": "o", "auth": {"jwt": "any"}}]
+    }));
+    let token = |typ: Option<&str>| {
+        let mut header = Header::new(J::HS256);
+        header.typ = typ.map(str::to_string);
+        jsonwebtoken::encode(
+            &header,
+            &hs_claims("alice", "read"),
+            &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    for typ in ["at+jwt", "application/at+jwt", "AT+JWT"] {
+        assert_eq!(
+            w.send(&get("/strict").bearer(&token(Some(typ)))).status,
+            200,
+            "{typ}"
+        );
+    }
+    for typ in [Some("JWT"), None, Some("id+jwt")] {
+        let out = w.send(&get("/strict").bearer(&token(typ)));
+        assert_problem(&out, 401, "unauthorized");
+        assert_eq!(
+            out.h("www-authenticate").as_deref(),
+            Some("Bearer error=\"invalid_token\", error_description=\"wrong token type\""),
+            "{typ:?}"
+        );
+        assert_eq!(
+            w.send(&get("/lax").bearer(&token(typ))).status,
+            200,
+            "{typ:?}"
+        );
+    }
+}
+
+#[test]
 fn a_missing_scope_is_403_insufficient_scope() {
     let w = world(config());
     let out = w.send(&get("/api/admin").bearer(&user("alice")));
@@ -2392,6 +2492,41 @@ fn get_misses_then_hits_with_age() {
 }
 
 #[test]
+fn a_hit_never_carries_the_hop_by_hop_headers_the_origin_connection_names() {
+    let w = world(config());
+    w.ports.on(
+        EU,
+        respond(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("connection", "x-secret, X_Other"),
+                ("x-secret", "1"),
+                ("x_other", "2"),
+                ("keep-alive", "timeout=5"),
+                ("upgrade", "h2c"),
+                ("x-end-to-end", "kept"),
+            ],
+        ),
+    );
+    let miss = w.send(&get("/c/hop").country("DE"));
+    let hit = w.send(&get("/c/hop").country("DE"));
+    assert_eq!(miss.h("x-cache").as_deref(), Some("MISS"));
+    assert_eq!(hit.h("x-cache").as_deref(), Some("HIT"));
+    for out in [&miss, &hit] {
+        for name in ["connection", "x-secret", "x_other", "keep-alive", "upgrade"] {
+            assert!(!out.has(name), "{name} served: {out:#?}");
+        }
+        assert_eq!(out.h("x-end-to-end").as_deref(), Some("kept"));
+    }
+    let stored = w.ports.cache.borrow();
+    let entry = stored.values().next().expect("one entry");
+    for name in ["connection", "x-secret", "x_other", "keep-alive", "upgrade"] {
+        assert!(header_of(&entry.headers, name).is_none(), "{name} stored");
+    }
+}
+
+#[test]
 fn other_methods_bypass_the_cache() {
     let w = world(config());
     w.ports
@@ -2534,6 +2669,79 @@ fn vary_headers_separate_entries() {
     // Other headers do not matter.
     assert_eq!(x(w.send(&lang("en").header("accept", "text/html"))), "HIT");
     assert_eq!(w.ports.sent().len(), 4);
+}
+
+#[test]
+fn a_response_varying_on_a_header_outside_the_key_is_not_stored() {
+    let w = world(config());
+    let x = |out: &Out| out.h("x-cache").unwrap();
+    // The leak: `Vary: Cookie` on a route whose key ignores cookies.
+    w.ports
+        .on(EU, respond(200, &[("vary", "Accept-Encoding, Cookie")]));
+    let alice = w.send(&get("/c/me").country("DE").header("cookie", "session=alice"));
+    assert_eq!(x(&alice), "MISS");
+    assert!(alice.store.is_none());
+    let bob = w.send(&get("/c/me").country("DE").header("cookie", "session=bob"));
+    assert_eq!(x(&bob), "MISS", "bob was served alice's variant");
+    assert_eq!(w.ports.sent().len(), 2);
+    assert!(w.ports.cache.borrow().is_empty());
+    // A `Vary` within the route's list (and Accept-Encoding) is stored.
+    w.ports.on(
+        EU,
+        respond(200, &[("vary", "accept-language, Accept-Encoding")]),
+    );
+    let lang = || get("/cv").country("DE").header("Accept-Language", "en");
+    assert!(w.send(&lang()).store.is_some());
+    assert_eq!(x(&w.send(&lang())), "HIT");
+    // Only Accept-Encoding: stored.
+    w.ports.on(EU, respond(200, &[("vary", "Accept-Encoding")]));
+    assert!(w.send(&get("/c/enc").country("DE")).store.is_some());
+}
+
+#[test]
+fn repeated_query_parameters_keep_their_order_in_the_key() {
+    let w = world(config());
+    let x = |out: Out| out.h("x-cache").unwrap();
+    assert_eq!(x(w.send(&get("/c/q?a=1&a=2").country("DE"))), "MISS");
+    assert_eq!(x(w.send(&get("/c/q?a=2&a=1").country("DE"))), "MISS");
+    assert_eq!(x(w.send(&get("/c/q?a=1&a=2").country("DE"))), "HIT");
+    // Distinct names may come in any order.
+    assert_eq!(x(w.send(&get("/c/q?b=0&a=1&a=2").country("DE"))), "MISS");
+    assert_eq!(x(w.send(&get("/c/q?a=1&b=0&a=2").country("DE"))), "HIT");
+    assert_eq!(w.ports.sent().len(), 3);
+}
+
+#[test]
+fn a_successful_unsafe_request_invalidates_the_entry_of_its_url() {
+    let w = world(config());
+    let x = |out: &Out| out.h("x-cache").unwrap();
+    let prime = |target: &str| {
+        w.send(&get(target).country("DE"));
+        assert_eq!(x(&w.send(&get(target).country("DE"))), "HIT", "{target}");
+    };
+    for (i, m) in ["POST", "PUT", "PATCH", "DELETE"].into_iter().enumerate() {
+        let target = format!("/c/doc{i}?v=1");
+        prime(&target);
+        prime("/c/other");
+        w.ports
+            .once(EU, respond(if i % 2 == 0 { 201 } else { 204 }, &[]));
+        let out = w.send(&req(m, &target).country("DE"));
+        assert_eq!(x(&out), "BYPASS");
+        assert_eq!(x(&w.send(&get(&target).country("DE"))), "MISS", "{m}");
+        // Another URL (or another query) keeps its entry.
+        assert_eq!(x(&w.send(&get("/c/other").country("DE"))), "HIT", "{m}");
+    }
+    // A failed write invalidates nothing.
+    prime("/c/kept");
+    for status in [400, 409, 500] {
+        w.ports.once(EU, respond(status, &[]));
+        w.send(&req("DELETE", "/c/kept").country("DE"));
+        assert_eq!(x(&w.send(&get("/c/kept").country("DE"))), "HIT", "{status}");
+    }
+    // The normalized path is the same URL.
+    prime("/c/enc");
+    w.send(&req("PUT", "/c/%65nc").country("DE"));
+    assert_eq!(x(&w.send(&get("/c/enc").country("DE"))), "MISS");
 }
 
 #[test]
@@ -2702,6 +2910,96 @@ fn an_allowed_preflight_is_answered_204_with_allow_headers() {
 }
 
 #[test]
+fn a_preflight_to_an_unmatched_path_is_answered_by_the_top_level_policy() {
+    let w = world(config());
+    let out = w.send(
+        &preflight("/no/such/path", APP, "PUT").header("Access-Control-Request-Headers", "X-A"),
+    );
+    assert_eq!(out.status, 204, "{out:#?}");
+    assert_eq!(out.h("access-control-allow-origin").as_deref(), Some(APP));
+    assert_eq!(
+        out.h("access-control-allow-methods").as_deref(),
+        Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+    );
+    assert_eq!(
+        out.h("access-control-allow-headers").as_deref(),
+        Some("x-a")
+    );
+    assert_eq!(
+        out.h("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    assert_eq!(w.ports.last_record()["status"], 204);
+    assert!(w.ports.last_record().get("route").is_none());
+    // So the page can read the real request's 404 and its request id.
+    let out = w.send(&req("PUT", "/no/such/path").header("Origin", APP));
+    assert_problem(&out, 404, "not-found");
+    assert_eq!(out.h("access-control-allow-origin").as_deref(), Some(APP));
+    let exposed = out.h("access-control-expose-headers").unwrap();
+    assert!(
+        exposed.split(", ").any(|h| h == "x-request-id"),
+        "{exposed}"
+    );
+    // A disallowed origin gets no grant there either; nothing goes upstream.
+    let out = w.send(&preflight("/no/such/path", "https://evil.test", "GET"));
+    assert_eq!(out.status, 403);
+    assert!(!out.has("access-control-allow-origin"));
+    assert!(w.ports.sent().is_empty());
+    // Without a top-level policy, such a preflight is an ordinary 404.
+    let w = world(json!({
+        "origins": {"o": {"regions": [{"name": "r", "url": "http://origin.test"}]}},
+        "routes": [{"id": "a", "path": "/a", "origin": "o",
+                    "cors": {"origins": ["https://app.test"]}}]
+    }));
+    let out = w.send(&preflight("/nope", APP, "GET"));
+    assert_problem(&out, 404, "not-found");
+    assert!(!out.has("access-control-allow-origin"));
+}
+
+#[test]
+fn the_gateway_own_headers_are_always_exposed_to_allowed_origins() {
+    let w = world(config());
+    let exposed = |out: &Out| -> Vec<String> {
+        out.h("access-control-expose-headers")
+            .unwrap_or_default()
+            .split(", ")
+            .map(str::to_string)
+            .collect()
+    };
+    let out = w.send(&get("/api/me").header("Origin", APP));
+    assert_problem(&out, 401, "unauthorized");
+    assert!(out.has("www-authenticate"));
+    let list = exposed(&out);
+    // The policy's own list first, then the gateway's, each once.
+    assert_eq!(list[0], "x-request-id");
+    for name in GATEWAY_EXPOSED {
+        assert_eq!(
+            list.iter().filter(|h| *h == name).count(),
+            1,
+            "{name}: {list:?}"
+        );
+    }
+    for name in ["x-quota-limit", "x-quota-remaining", "x-quota-reset"] {
+        assert!(list.iter().any(|h| h == name), "{name}");
+    }
+    let out = w.send(&get("/rl/ip").header("Origin", APP));
+    assert!(
+        out.has("ratelimit-limit") && out.has("ratelimit-remaining") && out.has("ratelimit-reset")
+    );
+    for name in [
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "retry-after",
+    ] {
+        assert!(exposed(&out).iter().any(|h| h == name), "{name}");
+    }
+    // Not to a disallowed origin.
+    let out = w.send(&get("/rl/ip").header("Origin", "https://evil.test"));
+    assert!(!out.has("access-control-expose-headers"));
+}
+
+#[test]
 fn a_disallowed_preflight_gets_no_allow_headers() {
     let w = world(config());
     for r in [
@@ -2749,7 +3047,7 @@ fn actual_responses_and_gateway_errors_carry_cors_headers() {
         );
         assert_eq!(
             out.h("access-control-expose-headers").as_deref(),
-            Some("x-request-id")
+            Some(GATEWAY_EXPOSED.join(", ").as_str())
         );
         let vary = out.h("vary").unwrap();
         assert!(vary.split(", ").any(|v| v == "Origin"), "{vary}");
@@ -2767,6 +3065,87 @@ fn actual_responses_and_gateway_errors_carry_cors_headers() {
     assert!(out.h("vary").unwrap().contains("Origin"));
 }
 
+/// An origin that grants every origin, with credentials, in mixed case.
+fn permissive_origin() -> Outcome {
+    respond(
+        200,
+        &[
+            ("Access-Control-Allow-Origin", "https://evil.test"),
+            ("access-control-allow-credentials", "true"),
+            ("Access-Control-Expose-Headers", "x-internal"),
+            ("access-control-allow-methods", "DELETE"),
+            ("access-control-max-age", "86400"),
+            ("x-internal", "1"),
+        ],
+    )
+}
+
+#[test]
+fn the_policy_alone_decides_cors_headers_on_routes_with_one() {
+    let w = world(config());
+    w.ports.on(EU, permissive_origin());
+    // The attack: a disallowed origin reads a credentialed answer the origin allowed.
+    for (target, cached) in [
+        ("/api/items/1", false),
+        ("/c/creds", true),
+        ("/c/creds", true),
+    ] {
+        let out = w.send(
+            &get(target)
+                .country("DE")
+                .header("Origin", "https://evil.test"),
+        );
+        assert_eq!(out.status, 200);
+        for name in [
+            "access-control-allow-origin",
+            "access-control-allow-credentials",
+            "access-control-expose-headers",
+            "access-control-allow-methods",
+            "access-control-max-age",
+        ] {
+            assert!(!out.has(name), "{name} from the origin: {out:#?}");
+        }
+        assert_eq!(out.h("x-cache").is_some(), cached);
+    }
+    assert_eq!(w.ports.cache.borrow().len(), 1);
+    // An allowed origin gets the policy's answer, one value each, origin's dropped.
+    for _ in 0..2 {
+        let out = w.send(&get("/c/creds").country("DE").header("Origin", APP));
+        let values = |name: &str| -> Vec<String> {
+            out.headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        assert_eq!(values("access-control-allow-origin"), [APP]);
+        assert_eq!(values("access-control-allow-credentials"), ["true"]);
+        assert!(!values("access-control-expose-headers")[0].contains("x-internal"));
+        assert!(values("access-control-allow-methods").is_empty());
+        assert!(values("access-control-max-age").is_empty());
+    }
+    // A route of its own policy: same rule.
+    let out = w.send(&get("/partner").country("DE").header("Origin", APP));
+    assert!(!out.has("access-control-allow-origin"), "{out:#?}");
+    assert!(!out.has("access-control-allow-credentials"));
+}
+
+#[test]
+fn without_a_cors_policy_the_origin_cors_headers_pass_through() {
+    let w = world(catch_all_config());
+    w.ports.on("http://origin.test", permissive_origin());
+    let out = w.send(&get("/x").header("Origin", "https://evil.test"));
+    assert_eq!(
+        out.h("access-control-allow-origin").as_deref(),
+        Some("https://evil.test")
+    );
+    assert_eq!(
+        out.h("access-control-allow-credentials").as_deref(),
+        Some("true")
+    );
+    assert_eq!(out.h("access-control-max-age").as_deref(), Some("86400"));
+}
+
 #[test]
 fn a_route_cors_policy_overrides_the_top_level_one() {
     let w = world(config());
@@ -2777,7 +3156,11 @@ fn a_route_cors_policy_overrides_the_top_level_one() {
         Some("https://partner.test")
     );
     assert!(!out.has("access-control-allow-credentials"));
-    assert!(!out.has("access-control-expose-headers"));
+    // No list of its own: the gateway's headers only.
+    assert_eq!(
+        out.h("access-control-expose-headers").as_deref(),
+        Some(GATEWAY_EXPOSED.join(", ").as_str())
+    );
     let out = w.send(&get("/partner").header("Origin", APP));
     assert!(!out.has("access-control-allow-origin"), "{out:#?}");
     // Gateway errors of the route use the route's policy too.

@@ -128,6 +128,29 @@ pub struct JwtProvider {
     /// Claim name -> upstream request header.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub forward_claims: BTreeMap<String, String>,
+    /// The token type required in the token's header `typ`: `at+jwt` accepts only
+    /// OAuth 2.0 access tokens (RFC 9068: `typ` is `at+jwt` or `application/at+jwt`,
+    /// any case), so that ID tokens of the same issuer are refused. Without it,
+    /// `typ` is not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typ: Option<TokenType>,
+}
+
+/// A token type a provider can require (the JOSE header `typ`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum TokenType {
+    /// An OAuth 2.0 access token in JWT format (RFC 9068).
+    #[serde(rename = "at+jwt")]
+    AtJwt,
+}
+
+impl TokenType {
+    /// The value as written in `routes.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenType::AtJwt => "at+jwt",
+        }
+    }
 }
 
 pub(crate) fn default_leeway_s() -> u64 {

@@ -125,9 +125,12 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
         }
     };
 
+    let mut invalid = BTreeSet::new();
     let origins: BTreeMap<String, Origin> =
-        section_map(&top, "origins", "origin", true, &mut problems);
-    let jwt: BTreeMap<String, JwtProvider> = section_map(&top, "jwt", "jwt", false, &mut problems);
+        section_map(&top, "origins", "origin", true, &mut invalid, &mut problems);
+    let mut invalid_jwt = BTreeSet::new();
+    let jwt: BTreeMap<String, JwtProvider> =
+        section_map(&top, "jwt", "jwt", false, &mut invalid_jwt, &mut problems);
     let cors: Option<Cors> = top
         .get("cors")
         .and_then(|v| parse_part(v, "cors", &mut problems));
@@ -179,7 +182,12 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
         routes,
         docs,
     };
-    check(&file, routes_ok, &mut problems);
+    let invalid = Invalid {
+        routes: !routes_ok,
+        origins: invalid,
+        jwt: invalid_jwt,
+    };
+    check(&file, &invalid, &mut problems);
     if problems.0.is_empty() {
         Ok(file)
     } else {
@@ -187,11 +195,22 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
     }
 }
 
+/// What is in the file but too broken to check further: references to these names
+/// are not reported as unknown, and a file whose routes did not all parse is not
+/// reported as having none.
+struct Invalid {
+    routes: bool,
+    origins: BTreeSet<String>,
+    jwt: BTreeSet<String>,
+}
+
+/// The entries of an object section that parse; the names of the others go to `invalid`.
 fn section_map<T: DeserializeOwned>(
     top: &serde_json::Map<String, Value>,
     field: &str,
     kind: &str,
     required: bool,
+    invalid: &mut BTreeSet<String>,
     problems: &mut Problems,
 ) -> BTreeMap<String, T> {
     let mut out = BTreeMap::new();
@@ -201,8 +220,13 @@ fn section_map<T: DeserializeOwned>(
         Some(Value::Object(entries)) => {
             for (name, v) in entries {
                 let subject = format!("{kind} \"{name}\"");
-                if let Some(parsed) = parse_part(v, &subject, problems) {
-                    out.insert(name.clone(), parsed);
+                match parse_part(v, &subject, problems) {
+                    Some(parsed) => {
+                        out.insert(name.clone(), parsed);
+                    }
+                    None => {
+                        invalid.insert(name.clone());
+                    }
                 }
             }
         }
@@ -211,14 +235,151 @@ fn section_map<T: DeserializeOwned>(
     out
 }
 
-/// Deserializes one part of the file from the parsed tree, without copying it.
+/// Deserializes one part of the file from the parsed tree, without copying it
+/// when it is valid. When it is not, every field problem of the part is reported
+/// (see [`field_problems`]), each naming its field, and the part is still returned
+/// when what remains without the faulty optional fields is valid, so that the
+/// semantic checks also run on it.
 fn parse_part<T: DeserializeOwned>(v: &Value, subject: &str, problems: &mut Problems) -> Option<T> {
     match T::deserialize(v) {
         Ok(t) => Some(t),
-        Err(e) => {
-            problems.add(subject, e.to_string());
-            None
+        Err(_) => {
+            let (found, rest) = field_problems::<T>(v);
+            for message in found {
+                problems.add(subject, message);
+            }
+            rest
         }
+    }
+}
+
+/// Most field problems collected in one part of the file.
+const MAX_FIELD_PROBLEMS: usize = 100;
+
+/// Every field problem of `v` as a `T`: deserialize, note the problem and where it
+/// is (`cache.ttl_s: invalid type ...`, `unknown field ...`), remove that field,
+/// and again, until the rest deserializes. serde reports a missing field only after
+/// reading every other field of its object, so removing a faulty required field
+/// hides nothing: its "missing field" is then not reported again, and the object
+/// that lost it is dropped in turn. When that object is the part itself or an
+/// element of a list, the part yields no value (so that the semantic checks do not
+/// report what the removal caused, such as an empty list).
+fn field_problems<T: DeserializeOwned>(v: &Value) -> (Vec<String>, Option<T>) {
+    let mut rest = v.clone();
+    let mut found = Vec::new();
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    let mut complete = true;
+    for _ in 0..MAX_FIELD_PROBLEMS {
+        let error = match serde_path_to_error::deserialize::<_, T>(&rest) {
+            Ok(t) => return (found, complete.then_some(t)),
+            Err(e) => e,
+        };
+        let mut at: Vec<String> = error
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                _ => None,
+            })
+            .collect();
+        let message = error.into_inner().to_string();
+        if let Some(field) = quoted_field(&message, "missing field `") {
+            let mut missing = at.clone();
+            missing.push(field.to_string());
+            if removed.contains(&missing) {
+                // Caused by a removal: the problem is reported already.
+                let in_list = at
+                    .last()
+                    .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()));
+                complete &= !in_list;
+                if at.is_empty() || !remove_at(&mut rest, &at) {
+                    return (found, None);
+                }
+                removed.push(at);
+                continue;
+            }
+        }
+        // An unknown field is named by the message: the path is where it is.
+        if let Some(field) = quoted_field(&message, "unknown field `") {
+            if at.last().map(String::as_str) != Some(field) {
+                at.push(field.to_string());
+            }
+            let place = &at[..at.len() - 1];
+            found.push(if place.is_empty() {
+                message.clone()
+            } else {
+                format!("{}: {message}", dotted(place))
+            });
+        } else if at.is_empty() || message.starts_with(&dotted(&at)) {
+            // Messages of the file's own types already name their field.
+            found.push(message.clone());
+        } else {
+            found.push(format!("{}: {message}", dotted(&at)));
+        }
+        if at.is_empty() || !remove_at(&mut rest, &at) {
+            return (found, None);
+        }
+        removed.push(at);
+    }
+    (found, None)
+}
+
+/// The name between `prefix` (ending in a backquote) and the next backquote.
+fn quoted_field<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = message.strip_prefix(prefix)?;
+    rest.split_once('`').map(|(name, _)| name)
+}
+
+/// `["regions", "0", "url"]` -> `regions[0].url`.
+fn dotted(path: &[String]) -> String {
+    let mut out = String::new();
+    for part in path {
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(part);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// Removes the member or element at `path`; false when there is none.
+fn remove_at(value: &mut Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for part in parents {
+        node = match node {
+            Value::Object(map) => match map.get_mut(part) {
+                Some(v) => v,
+                None => return false,
+            },
+            Value::Array(items) => {
+                match part.parse::<usize>().ok().and_then(|i| items.get_mut(i)) {
+                    Some(v) => v,
+                    None => return false,
+                }
+            }
+            _ => return false,
+        };
+    }
+    match node {
+        Value::Object(map) => map.remove(last).is_some(),
+        Value::Array(items) => match last.parse::<usize>() {
+            Ok(i) if i < items.len() => {
+                items.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
     }
 }
 
@@ -462,7 +623,7 @@ pub fn route_methods(route: &Route) -> BTreeSet<Method> {
     }
 }
 
-fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
+fn check(file: &RoutesFile, invalid: &Invalid, problems: &mut Problems) {
     for (name, origin) in &file.origins {
         check_origin(name, origin, problems);
     }
@@ -495,7 +656,7 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
         if ids.insert(route.id.as_str(), index).is_some() {
             problems.add(&subject, "id is used by more than one route");
         }
-        if !file.origins.contains_key(&route.origin) {
+        if !file.origins.contains_key(&route.origin) && !invalid.origins.contains(&route.origin) {
             problems.add(&subject, format!("unknown origin \"{}\"", route.origin));
         }
         if let Some(host) = &route.host {
@@ -519,7 +680,7 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
             problems.add(&subject, "timeout_ms must be at least 1");
         }
         if let Some(auth) = &route.auth {
-            if !file.jwt.contains_key(&auth.jwt) {
+            if !file.jwt.contains_key(&auth.jwt) && !invalid.jwt.contains(&auth.jwt) {
                 problems.add(
                     &subject,
                     format!("auth: unknown jwt provider \"{}\"", auth.jwt),
@@ -597,7 +758,7 @@ fn check(file: &RoutesFile, routes_ok: bool, problems: &mut Problems) {
         let subject = format!("route \"{}\"", file.routes[c.route()].id);
         problems.add(&subject, c.message(&file.routes));
     }
-    if routes_ok && file.routes.is_empty() {
+    if !invalid.routes && file.routes.is_empty() {
         problems.add("file", "routes must list at least one route");
     }
 }
@@ -999,6 +1160,81 @@ mod tests {
     }
 
     #[test]
+    fn every_problem_of_a_part_is_reported_with_its_field() {
+        let p = problems(&minimal(
+            r#"[{"id": "a", "path": "/a/{id}", "origin": "userz", "rate_limt": {}, "timeout_ms": "5",
+                 "cache": {"ttl_s": "60", "vary": ["x"], "tll": 1}, "rewrite": "/x/{idx}",
+                 "methods": ["GET", "FETCH"]},
+                {"id": "b", "path": 7, "origin": "users", "rate_limit": {"requests": -1, "window_s": 1}},
+                {"id": "c", "path": "/c", "origin": "users"}]"#,
+        ));
+        for needle in [
+            "route \"a\": unknown field `rate_limt`",
+            "route \"a\": timeout_ms: invalid type: string \"5\"",
+            "route \"a\": cache.ttl_s: invalid type: string \"60\"",
+            "route \"a\": cache: unknown field `tll`",
+            "route \"a\": methods[1]: unknown variant `FETCH`",
+            // The semantic checks ran on what parsed.
+            "route \"a\": unknown origin \"userz\"",
+            "route \"a\": rewrite \"/x/{idx}\" uses parameter \"idx\"",
+            "route \"b\": path: invalid type: integer `7`",
+            "route \"b\": rate_limit.requests: invalid value: integer `-1`",
+        ] {
+            assert!(
+                p.iter().any(|s| s.starts_with(needle)),
+                "missing {needle}: {p:#?}"
+            );
+        }
+        // Nothing is reported twice, and a removed required field is not "missing".
+        assert_eq!(p.len(), 9, "{p:#?}");
+        assert!(!p.iter().any(|s| s.contains("missing field")), "{p:#?}");
+        assert!(!p.iter().any(|s| s.contains("route \"c\"")), "{p:#?}");
+    }
+
+    #[test]
+    fn origins_and_providers_report_every_field_too() {
+        let text = r#"{"origins": {"o": {"regions": [{"name": "x", "url": 5, "serve": ["EU"]}], "timeout_ms": -3},
+                       "p": {"regions": [{"name": "y", "url": "ftp://h"}], "circuit_breaker": {"failures": 1}}},
+            "jwt": {"m": {"issuer": "i", "secret_var": "S", "typ": "JWT", "leeway": 5}},
+            "cors": {"origins": "*", "credential": true},
+            "routes": [{"id": "a", "path": "/a", "origin": "o", "auth": {"jwt": "m"}}],
+            "extra": 1}"#;
+        let p = problems(text);
+        for needle in [
+            "origin \"o\": regions[0].url: invalid type: integer `5`",
+            "origin \"o\": regions[0]: unknown field `serve`",
+            "origin \"o\": timeout_ms: invalid value: integer `-3`",
+            "origin \"p\": circuit_breaker: missing field `cooldown_s`",
+            "origin \"p\": region \"y\": url \"ftp://h\" must be http or https",
+            "jwt \"m\": typ: unknown variant `JWT`, expected `at+jwt`",
+            "jwt \"m\": unknown field `leeway`",
+            "cors: origins: invalid type: string \"*\"",
+            "cors: unknown field `credential`",
+            "file: unknown field \"extra\"",
+        ] {
+            assert!(
+                p.iter().any(|s| s.starts_with(needle)),
+                "missing {needle}: {p:#?}"
+            );
+        }
+        assert_eq!(p.len(), 10, "{p:#?}");
+    }
+
+    #[test]
+    fn field_paths_are_dotted() {
+        assert_eq!(
+            dotted(&["regions".into(), "0".into(), "url".into()]),
+            "regions[0].url"
+        );
+        assert_eq!(dotted(&["cache".into()]), "cache");
+        assert_eq!(
+            quoted_field("unknown field `a`, expected", "unknown field `"),
+            Some("a")
+        );
+        assert_eq!(quoted_field("missing field `id`", "unknown field `"), None);
+    }
+
+    #[test]
     fn syntax_errors_are_one_problem() {
         let p = problems("{\"origins\": ");
         assert_eq!(p.len(), 1);
@@ -1089,9 +1325,9 @@ mod tests {
         ));
         assert_eq!(p.len(), 3, "{p:#?}");
         assert!(p[0].starts_with("max_body_bytes: invalid value"), "{p:#?}");
-        assert!(p[1].starts_with("ip: invalid type"), "{p:#?}");
+        assert!(p[1].starts_with("ip: [0]: invalid type"), "{p:#?}");
         assert!(
-            p[2].starts_with("route \"a\": unknown field `block`"),
+            p[2].starts_with("route \"a\": geo: unknown field `block`"),
             "{p:#?}"
         );
     }

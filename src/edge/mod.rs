@@ -22,9 +22,8 @@ use crate::gateway::{Gateway, EMBEDDED_ROUTES};
 use crate::http::headers::HeaderEdits;
 use crate::http::HeaderView;
 use crate::log::{Event, LogLine};
-use crate::pipeline::{self, Body, Incoming, IsolateState, Reply, ORIGIN_CACHE_CONTROL};
+use crate::pipeline::{self, Body, Incoming, IsolateState, Reply};
 use crate::policy::auth::MAX_JWKS_BYTES;
-use crate::policy::cache;
 use crate::policy::ratelimit::global::{LeaseCall, LeaseReply, CALL_TIMEOUT_MS};
 use crate::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
 
@@ -375,14 +374,10 @@ async fn lease_call(ns: &ObjectNamespace, call: &LeaseCall) -> Result<LeaseReply
 
 /// Builds the client response; when the reply is to be cached, tees the body into the cache.
 fn render(reply: Reply<web_sys::Response>) -> worker::Result<Response> {
-    render_with(reply, None, 0)
+    render_with(reply, None)
 }
 
-fn render_with(
-    reply: Reply<web_sys::Response>,
-    ctx: Option<&Context>,
-    now_ms: u64,
-) -> worker::Result<Response> {
+fn render_with(reply: Reply<web_sys::Response>, ctx: Option<&Context>) -> worker::Result<Response> {
     let init = web_sys::ResponseInit::new();
     init.set_status(reply.status);
     let response = match reply.body {
@@ -394,22 +389,13 @@ fn render_with(
                 init.set_status_text(&upstream.status_text());
             }
             let mut body = if reply.no_body { None } else { upstream.body() };
-            if let (Some((key, ttl)), Some(ctx), Some(stream)) = (&reply.after.store, ctx, &body) {
+            if let (Some((key, _)), Some(ctx), Some(stream)) = (&reply.after.store, ctx, &body) {
                 let branches = stream.tee();
                 let client: web_sys::ReadableStream = branches.get(0).unchecked_into();
                 let stored: web_sys::ReadableStream = branches.get(1).unchecked_into();
                 body = Some(client);
                 let store_headers = web_sys::Headers::new_with_headers(&upstream.headers())?;
-                for name in crate::http::headers::HOP_BY_HOP {
-                    let _ = store_headers.delete(name);
-                }
-                let _ = store_headers.delete("set-cookie");
-                match upstream.headers().get("cache-control").ok().flatten() {
-                    Some(original) => store_headers.set(ORIGIN_CACHE_CONTROL, &original)?,
-                    None => store_headers.delete(ORIGIN_CACHE_CONTROL)?,
-                }
-                store_headers.set("cache-control", &cache::stored_cache_control(*ttl))?;
-                store_headers.set(cache::STORED_AT, &cache::stored_at_value(now_ms))?;
+                apply(&store_headers, &reply.after.store_headers);
                 let store_init = web_sys::ResponseInit::new();
                 store_init.set_status(upstream.status());
                 store_init.set_headers(&store_headers);
@@ -527,7 +513,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
             crate::policy::ratelimit::phase::lease_work(&isolate.state.leases, &background).await;
         });
     }
-    render_with(reply, Some(&ctx), ports.now_ms())
+    render_with(reply, Some(&ctx))
 }
 
 mod limiter;

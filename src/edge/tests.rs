@@ -102,7 +102,7 @@ async fn a_problem_renders_as_problem_json() {
 #[wasm_bindgen_test]
 fn random_bytes_come_from_the_runtime() {
     let request = web_sys::Request::new_with_str("https://gateway.test/").unwrap();
-    let ports = EdgePorts::new(request.clone(), false);
+    let ports = EdgePorts::new(Clone::clone(&request), false);
     let a = ports.random_bytes();
     let b = ports.random_bytes();
     assert_ne!(a, b);

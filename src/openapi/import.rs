@@ -498,6 +498,7 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
                     algorithms: None,
                     leeway_s: config::types::default_leeway_s(),
                     forward_claims: BTreeMap::new(),
+                    typ: None,
                 },
             );
             schemes.insert(name.clone(), SchemeMap::Jwt(provider));

@@ -104,6 +104,9 @@ pub struct After {
     pub lease_work: bool,
     /// Store the upstream response in the edge cache under this key for this many seconds.
     pub store: Option<(String, u32)>,
+    /// With `store`: applied to a copy of the upstream headers, they are the stored
+    /// entry's headers (decided by [`stored_entry_edits`](crate::policy::cache::stored_entry_edits)).
+    pub store_headers: HeaderEdits,
 }
 
 /// What the edge sends back.
@@ -141,7 +144,7 @@ pub enum Flow<R> {
     /// On to the next policy, then upstream.
     Continue,
     /// This answer, without going upstream (a cache hit).
-    Answer(Reply<R>),
+    Answer(Box<Reply<R>>),
 }
 
 /// What is known of one request, read by every hook; immutable once routed.
@@ -251,7 +254,7 @@ pub(crate) async fn run_chain<P: Ports, H: HeaderView + ?Sized>(
         match policy.on_request(x, cx, state).await {
             Ok(Flow::Continue) => {}
             Ok(Flow::Answer(reply)) => {
-                decided = Some(Ok(reply));
+                decided = Some(Ok(*reply));
                 break;
             }
             Err(problem) => {
@@ -269,7 +272,7 @@ pub(crate) async fn run_chain<P: Ports, H: HeaderView + ?Sized>(
         Err(problem) => cx.problem_reply(problem),
     };
     for (policy, state) in chain.iter().zip(states.iter_mut()).rev() {
-        policy.on_response(x, cx, state, &mut reply);
+        policy.on_response(x, cx, state, &mut reply).await;
     }
     for (policy, state) in chain.iter().zip(&states) {
         policy.on_log(state, &mut cx.log);
@@ -313,9 +316,7 @@ fn json_reply<R>(status: u16, body: serde_json::Value) -> Reply<R> {
     )
 }
 
-/// The header that keeps the origin's own `Cache-Control` on a stored entry
-/// (the stored copy carries the gateway's TTL instead).
-pub const ORIGIN_CACHE_CONTROL: &str = "x-gateway-origin-cache-control";
+pub use crate::policy::cache::ORIGIN_CACHE_CONTROL;
 
 mod admin;
 mod routing;

@@ -25,7 +25,7 @@ fn without_chain<P: Ports, H: HeaderView + ?Sized>(
         Err(problem) => cx.problem_reply(problem),
     };
     if let Some(policy) = policy {
-        cors::phase::on_response(policy, call.req, &mut reply);
+        cors::phase::on_response(policy, call.ports, call.req, &mut reply);
     }
     reply
 }
@@ -63,7 +63,9 @@ pub(super) async fn run<P: Ports, H: HeaderView + ?Sized>(
 
     if let Some((route, reply)) = cors::phase::preflight(gw, req, &path) {
         // A preflight answer carries its own CORS headers and nothing else of the chain.
-        log_route(cx, route);
+        if let Some(route) = route {
+            log_route(cx, route);
+        }
         return reply;
     }
 

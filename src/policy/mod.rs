@@ -136,7 +136,7 @@ impl Policy {
     }
 
     /// Edits the answer, whoever decided it.
-    pub fn on_response<P: Ports, H: HeaderView + ?Sized>(
+    pub async fn on_response<P: Ports, H: HeaderView + ?Sized>(
         &self,
         x: &Exchange<'_, P, H>,
         cx: &Ctx,
@@ -153,9 +153,9 @@ impl Policy {
                     );
                 }
             }
-            (Policy::Cors(p), _) => cors::phase::on_response(p, x.req, reply),
+            (Policy::Cors(p), _) => cors::phase::on_response(p, x.ports, x.req, reply),
             (Policy::RateLimit(_), State::RateLimit(s)) => s.on_response(reply),
-            (Policy::Cache(p), State::Cache(s)) => p.on_response(x, cx, s, reply),
+            (Policy::Cache(p), State::Cache(s)) => p.on_response(x, cx, s, reply).await,
             _ => {}
         }
     }

@@ -55,7 +55,7 @@ pub use es384::{Es384, ES384_SIGNATURE_LEN};
 pub use jwks::{max_age, JwksCache, Plan};
 pub use keys::{parse_jwks, KeySet, MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
 
-use crate::config::types::{Algorithm, JwtProvider};
+use crate::config::types::{Algorithm, JwtProvider, TokenType};
 use crate::config::validate::is_token;
 use keys::{AlgSet, HmacKeys};
 use seen::SeenSignatures;
@@ -80,6 +80,7 @@ const EXPIRED: &str = "token expired";
 const NOT_YET_VALID: &str = "token not yet valid";
 const WRONG_ISSUER: &str = "wrong issuer";
 const WRONG_AUDIENCE: &str = "wrong audience";
+const WRONG_TYPE: &str = "wrong token type";
 
 /// Headers that frame or route the request and so never carry a claim.
 const RESERVED_HEADERS: [&str; 5] = [
@@ -177,6 +178,8 @@ pub struct Provider {
     jwks: bool,
     /// `(claim, lower-case header)`, in configuration order.
     forward: Vec<(String, String)>,
+    /// The required header `typ`, if any.
+    typ: Option<TokenType>,
 }
 
 impl Provider {
@@ -266,6 +269,7 @@ impl Provider {
             inline,
             jwks: cfg.jwks_url.is_some(),
             forward,
+            typ: cfg.typ,
         })
     }
 
@@ -353,6 +357,7 @@ pub struct Token<'a> {
     signing_input: &'a str,
     alg: Algorithm,
     kid: Option<String>,
+    typ: Typ,
     /// The decoded payload (JSON), parsed only after the signature checks out.
     claims: Vec<u8>,
     signature: Vec<u8>,
@@ -381,6 +386,8 @@ impl<'a> Token<'a> {
             kid: Option<String>,
             #[serde(default)]
             crit: Option<Value>,
+            #[serde(default)]
+            typ: Option<Value>,
         }
 
         let token = authorization.and_then(bearer).ok_or(AuthError::Missing)?;
@@ -408,6 +415,11 @@ impl<'a> Token<'a> {
             signing_input,
             alg,
             kid: header.kid,
+            typ: match header.typ {
+                None => Typ::Absent,
+                Some(Value::String(t)) => Typ::Is(t),
+                Some(_) => Typ::NotAString,
+            },
             claims,
             signature,
         })
@@ -422,6 +434,29 @@ impl<'a> Token<'a> {
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
     }
+}
+
+/// The header `typ` of a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Typ {
+    Absent,
+    Is(String),
+    NotAString,
+}
+
+/// Whether a header `typ` names `required`. `typ` is a media type (RFC 7515 4.1.9):
+/// compared ASCII case-insensitively, and the `application/` prefix may be left out;
+/// so for `at+jwt`, `at+jwt` and `application/at+jwt` in any case (RFC 9068 2.1).
+pub fn typ_matches(required: TokenType, typ: &str) -> bool {
+    const APPLICATION: &str = "application/";
+    let subtype = if typ.len() > APPLICATION.len()
+        && typ.as_bytes()[..APPLICATION.len()].eq_ignore_ascii_case(APPLICATION.as_bytes())
+    {
+        &typ[APPLICATION.len()..]
+    } else {
+        typ
+    };
+    subtype.eq_ignore_ascii_case(required.as_str())
 }
 
 /// The token of a `Bearer` credential, trimmed; `None` for another scheme or an empty token.
@@ -442,7 +477,7 @@ fn bearer(value: &str) -> Option<&str> {
 /// The `kid` of the bearer token in `authorization`, without verifying anything; `None`
 /// when there is no kid or the token is rejected by [`Token::parse`]. Prefer parsing once
 /// with [`Token::parse`] and calling [`Token::kid`].
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 pub(crate) fn token_kid(authorization: Option<&str>) -> Option<String> {
     Token::parse(authorization).ok()?.kid
 }
@@ -461,7 +496,7 @@ pub struct Verified {
 }
 
 /// Parses and verifies the bearer token in `authorization` (see [`verify_token`]).
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 pub(crate) fn verify(
     provider: &Provider,
     authorization: Option<&str>,
@@ -479,7 +514,7 @@ pub(crate) fn verify(
 /// `fetched` is the provider's cached JWKS, used only when it has a `jwks_url`; pass `None`
 /// when no keys could be obtained: a token that needs them then fails with
 /// [`AuthError::KeysUnavailable`]. The checks, in order: algorithm allowed, signature, `exp`
-/// (required) and `nbf` with leeway, `iss`, `aud`, scopes.
+/// (required) and `nbf` with leeway, the header `typ` (when required), `iss`, `aud`, scopes.
 pub fn verify_token(
     provider: &Provider,
     token: &Token<'_>,
@@ -522,14 +557,19 @@ pub fn verify_token_seen(
     check_claims(provider, token, now_s, scopes)
 }
 
-/// The claims of a token whose signature checks out: `exp` (required) and `nbf` with
-/// leeway, `iss`, `aud`, scopes.
+/// The claims of a token whose signature checks out: the header `typ` when the provider
+/// requires one, `exp` (required) and `nbf` with leeway, `iss`, `aud`, scopes.
 fn check_claims(
     provider: &Provider,
     token: &Token<'_>,
     now_s: u64,
     scopes: &[String],
 ) -> Result<Verified, AuthError> {
+    if let Some(required) = provider.typ {
+        if !matches!(&token.typ, Typ::Is(t) if typ_matches(required, t)) {
+            return Err(AuthError::Invalid(WRONG_TYPE));
+        }
+    }
     let mut claims: Map<String, Value> =
         serde_json::from_slice(&token.claims).map_err(|_| AuthError::Invalid(BAD_CLAIMS))?;
     let now = now_s as f64;

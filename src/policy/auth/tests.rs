@@ -258,6 +258,7 @@ fn match_reason(reason: &str) -> &'static str {
         NO_EXP,
         EXPIRED,
         NOT_YET_VALID,
+        WRONG_TYPE,
         WRONG_ISSUER,
         WRONG_AUDIENCE,
     ]
@@ -1326,4 +1327,85 @@ fn the_set_is_bounded() {
     assert_eq!(seen.len(), 1);
     assert!(seen.contains(&[0xff; 32], 0));
     assert!(!seen.contains(&[0xff; 32], 1));
+}
+
+#[test]
+fn a_required_access_token_type_refuses_other_types() {
+    let at = provider(json!({"secret_var": "JWT_SECRET", "typ": "at+jwt"}));
+    let plain = secret_provider();
+    let payload = claims().to_string();
+    let token = |typ: Option<Value>| {
+        let mut header = json!({"alg": "HS256"});
+        if let Some(t) = typ {
+            header["typ"] = t;
+        }
+        sign_raw(J::HS256, &secret_key(), &header.to_string(), &payload)
+    };
+    for typ in [
+        "at+jwt",
+        "AT+JWT",
+        "application/at+jwt",
+        "Application/At+JWT",
+    ] {
+        assert!(check(&at, &token(Some(json!(typ)))).is_ok(), "{typ}");
+        assert!(check(&plain, &token(Some(json!(typ)))).is_ok(), "{typ}");
+    }
+    // An ID token of the same issuer (typ JWT, or none), and look-alikes.
+    for typ in [
+        json!("JWT"),
+        json!("jwt"),
+        json!("application/jwt"),
+        json!("at+jwt "),
+        json!("application/"),
+        json!("applicationat+jwt"),
+        json!("text/at+jwt"),
+        json!("at+jwt; charset=utf-8"),
+        json!(""),
+        json!(7),
+        json!(["at+jwt"]),
+        json!(null),
+    ] {
+        assert_invalid(check(&at, &token(Some(typ.clone()))), WRONG_TYPE);
+        if typ.is_string() {
+            assert!(check(&plain, &token(Some(typ.clone()))).is_ok(), "{typ}");
+        }
+    }
+    assert_invalid(check(&at, &token(None)), WRONG_TYPE);
+    assert!(check(&plain, &token(None)).is_ok());
+    // The type is checked on the remembered-signature path too, for asymmetric keys.
+    let keys = provider(json!({"keys": {"keys": [p256_jwk("p256")]}, "typ": "at+jwt"}));
+    let mut header = Header::new(J::ES256);
+    header.kid = Some("p256".into());
+    let id_token = jsonwebtoken::encode(&header, &claims(), &p256_key()).unwrap();
+    header.typ = Some("at+jwt".into());
+    let access = jsonwebtoken::encode(&header, &claims(), &p256_key()).unwrap();
+    let mut seen = SeenSignatures::new();
+    let (access, id_token) = (bearer(&access), bearer(&id_token));
+    for _ in 0..2 {
+        let t = Token::parse(Some(&access)).unwrap();
+        assert!(verify_token_seen(&keys, 0, &t, None, 0, NOW, &[], &mut seen).is_ok());
+        let t = Token::parse(Some(&id_token)).unwrap();
+        assert_eq!(
+            verify_token_seen(&keys, 0, &t, None, 0, NOW, &[], &mut seen),
+            Err(AuthError::Invalid(WRONG_TYPE))
+        );
+    }
+    assert!(typ_matches(TokenType::AtJwt, "APPLICATION/AT+JWT"));
+    assert!(!typ_matches(
+        TokenType::AtJwt,
+        "application/application/at+jwt"
+    ));
+}
+
+#[test]
+fn only_at_jwt_is_a_known_token_type() {
+    let ok: JwtProvider =
+        serde_json::from_value(json!({"issuer": ISS, "secret_var": "S", "typ": "at+jwt"})).unwrap();
+    assert_eq!(ok.typ, Some(TokenType::AtJwt));
+    for bad in ["JWT", "AT+JWT", "application/at+jwt", ""] {
+        let err = serde_json::from_value::<JwtProvider>(json!({"issuer": ISS, "typ": bad}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant"), "{bad}: {err}");
+    }
 }

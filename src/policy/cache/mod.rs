@@ -23,7 +23,7 @@
 //! * The key ([`CachePolicy::cache_key`]) is a URL, as the Cache API requires:
 //!
 //!   ```text
-//!   <scheme>://<host>[:<port>]/__gateway/cache/<variant>/<path>[?<sorted query>]
+//!   <scheme>://<host>[:<port>]/__gateway/cache/<variant>/<path>[?<query sorted by name>]
 //!   ```
 //!
 //!   `<variant>` is the lower-case hex SHA-256 of an unambiguous
@@ -50,10 +50,26 @@
 //!
 //! The scheme, host and port come from [`url::Url`], which lower-cases the
 //! host and drops a default port; the path is kept as parsed (percent
-//! encodings untouched). Query parameters are sorted by name, then by their
-//! raw bytes (`a` before `a=`; equal parameters are identical, so the order is
-//! stable), keeping the raw encoded bytes; empty parameters (`a=1&&b=2`) are
-//! dropped. A fragment is never part of the key.
+//! encodings untouched). Query parameters are sorted by name (a stable sort:
+//! parameters of one name keep their relative order, since `?a=1&a=2` and
+//! `?a=2&a=1` are different requests to most origins), keeping the raw encoded
+//! bytes; empty parameters (`a=1&&b=2`) are dropped. A fragment is never part
+//! of the key.
+//!
+//! # Storing and invalidation
+//!
+//! * A response whose `Vary` names a request header that is not in the route's
+//!   `vary` list (other than `Accept-Encoding`, which the runtime's cache
+//!   handles) is not stored ([`CachePolicy::vary_storable`]): the key would not
+//!   tell its variants apart, so one client would get the variant made for
+//!   another (`Vary: Cookie` would serve one user's page to the next).
+//! * A stored entry's headers are the origin's without hop-by-hop headers,
+//!   those its `Connection` names included ([`stored_entry_edits`]).
+//! * A successful (2xx) `POST`, `PUT`, `PATCH` or `DELETE` through a cached route
+//!   deletes the entry a `GET` of the same URL with the same request's key parts
+//!   (vary headers, subject) would hit ([`invalidates`], RFC 9111 4.4). Entries
+//!   of other variants, and `Location`/`Content-Location` targets, are left to
+//!   expire.
 
 use std::fmt;
 use std::fmt::Write as _;
@@ -63,6 +79,8 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::{CacheRule, Method, Route};
+use crate::http::headers::HeaderEdits;
+use crate::http::HeaderView;
 
 pub mod phase;
 
@@ -72,6 +90,11 @@ pub const X_CACHE: &str = "x-cache";
 /// The header holding the storage time of an entry, in Unix milliseconds.
 /// Strip it from responses sent to clients.
 pub const STORED_AT: &str = "x-gateway-stored-at";
+
+/// The header that keeps the origin's own `Cache-Control` on a stored entry
+/// (the stored copy carries the gateway's TTL instead). Strip it from
+/// responses sent to clients.
+pub const ORIGIN_CACHE_CONTROL: &str = "x-gateway-origin-cache-control";
 
 /// The path prefix of every key, in the gateway's reserved `/__gateway/` space.
 pub const KEY_PREFIX: &str = "/__gateway/cache/";
@@ -234,6 +257,25 @@ impl CachePolicy {
         Some(key)
     }
 
+    /// Whether a response's `Vary` allows storing it under this route's key: not
+    /// `*` (which never matches, RFC 9111 4.1, and which the Cache API refuses),
+    /// and every request header it names is in the route's `vary` list or is
+    /// `Accept-Encoding`. Names are compared case-insensitively; empty list
+    /// elements are ignored.
+    pub fn vary_storable(&self, vary: Option<&str>) -> bool {
+        let Some(vary) = vary else {
+            return true;
+        };
+        vary.split(',')
+            .map(|h| h.trim_matches([' ', '\t']))
+            .filter(|h| !h.is_empty())
+            .all(|h| {
+                h != "*"
+                    && (h.eq_ignore_ascii_case("accept-encoding")
+                        || self.vary.iter().any(|v| v.eq_ignore_ascii_case(h)))
+            })
+    }
+
     /// [`ttl`] with this route's `ttl_s`.
     pub fn ttl(&self, cache_control: Option<&str>) -> Option<u32> {
         ttl(self.ttl_s, cache_control)
@@ -275,11 +317,50 @@ pub fn storable(status: u16, cache_control: Option<&str>, has_set_cookie: bool) 
     !(cc.no_store || cc.private || cc.no_cache)
 }
 
-/// Whether a response's `Vary` allows storing it: not `Vary: *` (which never
-/// matches, RFC 9111 4.1, and which the Cache API refuses). Other `Vary`
-/// headers are not part of the key: list them in the route's `cache.vary`.
-pub fn vary_storable(vary: Option<&str>) -> bool {
-    !vary.is_some_and(|v| v.split(',').any(|h| h.trim() == "*"))
+/// True for the methods whose success invalidates the entry of the same URL:
+/// `POST`, `PUT`, `PATCH` and `DELETE` (RFC 9111 4.4).
+pub fn is_invalidating_method(method: Method) -> bool {
+    matches!(
+        method,
+        Method::Post | Method::Put | Method::Patch | Method::Delete
+    )
+}
+
+/// Whether a response to `method` deletes the stored `GET` entry of the same
+/// key: an invalidating method answered with a 2xx status.
+pub fn invalidates(method: Method, status: u16) -> bool {
+    is_invalidating_method(method) && (200..300).contains(&status)
+}
+
+/// The edits that turn an origin response's headers into the headers of the
+/// entry stored for it, to apply to a copy of those headers:
+///
+/// * hop-by-hop headers are dropped, including every header the origin's
+///   `Connection` names (RFC 9110 7.6.1; a stored entry must not replay them),
+///   in any spelling of the name (`_` for `-`, any case);
+/// * `Set-Cookie` is dropped (never stored; such responses are not stored anyway);
+/// * the origin's `Cache-Control` moves to [`ORIGIN_CACHE_CONTROL`] (served again
+///   on hits) and the entry gets [`stored_cache_control`] of `ttl_s`;
+/// * [`STORED_AT`] records `now_ms`, for the `Age` of hits.
+///
+/// Any [`STORED_AT`] or [`ORIGIN_CACHE_CONTROL`] the origin itself sent is replaced.
+pub fn stored_entry_edits(
+    origin_headers: &(impl HeaderView + ?Sized),
+    ttl_s: u32,
+    now_ms: u64,
+) -> HeaderEdits {
+    let mut edits = HeaderEdits::default();
+    edits.remove_unwanted(
+        origin_headers,
+        &["set-cookie", STORED_AT, ORIGIN_CACHE_CONTROL],
+    );
+    edits.remove(ORIGIN_CACHE_CONTROL);
+    if let Some(original) = origin_headers.get("cache-control") {
+        edits.set(ORIGIN_CACHE_CONTROL, original);
+    }
+    edits.set("cache-control", stored_cache_control(ttl_s));
+    edits.set(STORED_AT, stored_at_value(now_ms));
+    edits
 }
 
 /// RFC 9111 3.5: a shared cache stores the response to a request carrying
@@ -489,13 +570,14 @@ impl<'a> Iterator for Directives<'a> {
     }
 }
 
-/// Appends `?` and the query's non-empty parameters sorted by name, then raw bytes.
+/// Appends `?` and the query's non-empty parameters sorted by name; parameters
+/// of one name keep their relative order (a stable sort).
 fn push_sorted_query(key: &mut String, query: &str) {
     let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     if params.is_empty() {
         return;
     }
-    params.sort_by(|a, b| param_name(a).cmp(param_name(b)).then_with(|| a.cmp(b)));
+    params.sort_by(|a, b| param_name(a).cmp(param_name(b)));
     key.push('?');
     for (i, p) in params.iter().enumerate() {
         if i > 0 {
@@ -631,17 +713,26 @@ mod tests {
     }
 
     #[test]
-    fn query_sorting_keeps_raw_bytes() {
+    fn query_sorting_keeps_raw_bytes_and_the_order_of_repeated_names() {
         let p = policy(&[], false);
         let q = |u: &str| {
             let k = key(&p, u, &[], None).unwrap();
             k.split_once('?').map(|(_, q)| q.to_owned())
         };
-        assert_eq!(q("https://h/p?b=2&a=2&a=1").as_deref(), Some("a=1&a=2&b=2"));
-        assert_eq!(q("https://h/p?a=1&b=%2F&a").as_deref(), Some("a&a=1&b=%2F"));
+        assert_eq!(q("https://h/p?b=2&a=2&a=1").as_deref(), Some("a=2&a=1&b=2"));
+        assert_eq!(q("https://h/p?a=1&b=%2F&a").as_deref(), Some("a=1&a&b=%2F"));
         assert_eq!(
             q("https://h/p?x=a+b&x=a%20b").as_deref(),
-            Some("x=a%20b&x=a+b")
+            Some("x=a+b&x=a%20b")
+        );
+        // `?a=1&a=2` and `?a=2&a=1` are different requests, hence different entries.
+        assert_ne!(
+            key(&p, "https://h/p?a=1&a=2", &[], None),
+            key(&p, "https://h/p?a=2&a=1", &[], None)
+        );
+        assert_eq!(
+            key(&p, "https://h/p?b=1&a=1&c=3&a=2", &[], None),
+            key(&p, "https://h/p?a=1&c=3&a=2&b=1", &[], None)
         );
         // Names are compared first: "a" < "a%3D", whatever the values.
         assert_eq!(q("https://h/p?a%3D=1&a=z").as_deref(), Some("a=z&a%3D=1"));
@@ -834,7 +925,7 @@ mod tests {
             let _ = not_modified(Some(s), Some(s), Some(s), Some(s));
             let _ = not_modified(None, Some(s), Some(s), Some(s));
             let _ = age_s(Some(s), 0);
-            let _ = vary_storable(Some(s));
+            let _ = policy(&["x"], false).vary_storable(Some(s));
         }
     }
 
@@ -917,10 +1008,30 @@ mod tests {
 
     #[test]
     fn other_storage_guards() {
-        assert!(vary_storable(None));
-        assert!(vary_storable(Some("Accept-Encoding")));
-        assert!(!vary_storable(Some("*")));
-        assert!(!vary_storable(Some("accept-encoding, *")));
+        let plain = policy(&[], false);
+        let lang = policy(&["Accept-Language"], false);
+        for p in [&plain, &lang] {
+            assert!(p.vary_storable(None));
+            assert!(p.vary_storable(Some("Accept-Encoding")));
+            assert!(p.vary_storable(Some(" accept-encoding ,, ")));
+            assert!(!p.vary_storable(Some("*")));
+            assert!(!p.vary_storable(Some("accept-encoding, *")));
+            // The leak: one user's variant served to another.
+            assert!(!p.vary_storable(Some("Cookie")));
+            assert!(!p.vary_storable(Some("Accept-Encoding, Authorization")));
+            assert!(!p.vary_storable(Some("Origin")));
+        }
+        assert!(!plain.vary_storable(Some("Accept-Language")));
+        assert!(lang.vary_storable(Some("accept-language, Accept-Encoding")));
+        assert!(!lang.vary_storable(Some("accept-language, cookie")));
+        for m in [Method::Post, Method::Put, Method::Patch, Method::Delete] {
+            assert!(is_invalidating_method(m));
+            assert!(invalidates(m, 200) && invalidates(m, 204) && invalidates(m, 299));
+            assert!(!invalidates(m, 304) && !invalidates(m, 404) && !invalidates(m, 500));
+        }
+        for m in [Method::Get, Method::Head, Method::Options] {
+            assert!(!is_invalidating_method(m) && !invalidates(m, 200));
+        }
         assert!(storable_with_authorization(Some("public, max-age=60")));
         assert!(storable_with_authorization(Some("s-maxage=60")));
         assert!(storable_with_authorization(Some("must-revalidate")));
@@ -929,6 +1040,60 @@ mod tests {
         assert!(is_lookup_method(Method::Get) && is_lookup_method(Method::Head));
         assert!(!is_lookup_method(Method::Post) && !is_lookup_method(Method::Options));
         assert!(is_store_method(Method::Get) && !is_store_method(Method::Head));
+    }
+
+    /// Applies `edits` to `headers` as the edge does.
+    fn edited(headers: &[(&str, &str)], edits: &HeaderEdits) -> Vec<(String, String)> {
+        let mut list: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        edits.apply_to(&mut list);
+        list.sort();
+        list
+    }
+
+    #[test]
+    fn stored_entries_hold_no_hop_by_hop_header_not_even_one_connection_names() {
+        let origin = [
+            ("Content-Type", "application/json"),
+            ("Connection", "x-secret, X_Other"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("set-cookie", "a=b"),
+            ("cache-control", "max-age=600"),
+            ("x-gateway-stored-at", "1"),
+            ("x-end-to-end", "kept"),
+        ];
+        let edits = stored_entry_edits(&origin, 60, 1_000);
+        let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            let mut v: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            edited(&origin, &edits),
+            owned(&[
+                ("Content-Type", "application/json"),
+                ("cache-control", "public, max-age=60"),
+                (ORIGIN_CACHE_CONTROL, "max-age=600"),
+                (STORED_AT, "1000"),
+                ("x-end-to-end", "kept"),
+            ])
+        );
+        // Without an origin Cache-Control, a forged copy of the kept one is dropped.
+        let forged = [("x-gateway-origin-cache-control", "no-store")];
+        let edits = stored_entry_edits(&forged, 5, 7);
+        assert_eq!(
+            edited(&forged, &edits),
+            owned(&[("cache-control", "public, max-age=5"), (STORED_AT, "7")])
+        );
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! answered, `x-cache` on every answer of a cached route.
 
 use super::{
-    age_s, is_lookup_method, is_store_method, not_modified, storable_with_authorization,
-    vary_storable, CachePolicy, XCache, STORED_AT, X_CACHE,
+    age_s, invalidates, is_invalidating_method, is_lookup_method, is_store_method, not_modified,
+    storable_with_authorization, stored_entry_edits, CachePolicy, XCache, STORED_AT, X_CACHE,
 };
 use crate::http::headers::HeaderEdits;
 use crate::http::problem::Problem;
 use crate::http::HeaderView;
 use crate::log::Event;
-use crate::pipeline::{Body, Ctx, Exchange, Flow, Incoming, Reply, ORIGIN_CACHE_CONTROL};
+use crate::pipeline::{
+    Body, Ctx, Exchange, Flow, Incoming, Reply, ResponseHeaders, ORIGIN_CACHE_CONTROL,
+};
 use crate::ports::Ports;
 
 /// What the cache policy learned about one request.
@@ -19,6 +21,8 @@ pub struct State {
     pub x_cache: XCache,
     /// A miss of a `GET`: the key to store the origin's answer under.
     store_key: Option<String>,
+    /// A method that changes the resource: the entry a `GET` of it would hit.
+    invalidate_key: Option<String>,
 }
 
 impl Default for State {
@@ -26,6 +30,7 @@ impl Default for State {
         State {
             x_cache: XCache::Bypass,
             store_key: None,
+            invalidate_key: None,
         }
     }
 }
@@ -55,6 +60,10 @@ impl CachePolicy {
         cx: &mut Ctx,
         state: &mut State,
     ) -> Result<Flow<P::Response>, Problem> {
+        if is_invalidating_method(x.method) {
+            state.invalidate_key = cache_key(self, x.req, x.path, x.req.query, cx.subject());
+            return Ok(Flow::Continue);
+        }
         if !is_lookup_method(x.method) {
             return Ok(Flow::Continue);
         }
@@ -64,7 +73,7 @@ impl CachePolicy {
         match x.ports.cache_get(&key).await {
             Ok(Some(hit)) => {
                 state.x_cache = XCache::Hit;
-                return Ok(Flow::Answer(cached_reply(x.ports, x.req, hit)));
+                return Ok(Flow::Answer(Box::new(cached_reply(x.ports, x.req, hit))));
             }
             Ok(None) => {}
             Err(e) => x.ports.event(&Event::CacheError {
@@ -79,8 +88,10 @@ impl CachePolicy {
         Ok(Flow::Continue)
     }
 
-    /// `x-cache` on every answer; a storable answer of the origin to a miss is stored.
-    pub fn on_response<P: Ports, H: HeaderView + ?Sized>(
+    /// `x-cache` on every answer; a storable answer of the origin to a miss is
+    /// stored; a successful write removes the entry a `GET` would hit, before
+    /// the answer is sent (RFC 9111 4.4).
+    pub async fn on_response<P: Ports, H: HeaderView + ?Sized>(
         &self,
         x: &Exchange<'_, P, H>,
         _cx: &Ctx,
@@ -88,13 +99,25 @@ impl CachePolicy {
         reply: &mut Reply<P::Response>,
     ) {
         reply.headers.set(X_CACHE, state.x_cache.as_str());
+        if let Some(key) = state
+            .invalidate_key
+            .take()
+            .filter(|_| invalidates(x.method, reply.status))
+        {
+            if let Err(e) = x.ports.cache_delete(&key).await {
+                x.ports.event(&Event::CacheError {
+                    op: "delete",
+                    error: &e,
+                });
+            }
+        }
         let (Some(key), Body::Upstream(response)) = (state.store_key.take(), &reply.body) else {
             return;
         };
         let ports = x.ports;
         let cache_control = ports.response_header(response, "cache-control");
         let set_cookie = ports.response_header(response, "set-cookie").is_some();
-        let vary_ok = vary_storable(ports.response_header(response, "vary").as_deref());
+        let vary_ok = self.vary_storable(ports.response_header(response, "vary").as_deref());
         // A shared cache stores an answer to a request with credentials only when the
         // origin says it may (RFC 9111 3.5); on auth routes the subject is in the key.
         let credentials_ok = self.per_subject()
@@ -104,6 +127,8 @@ impl CachePolicy {
             self.store_ttl(reply.status, cache_control.as_deref(), set_cookie),
             vary_ok && credentials_ok,
         ) {
+            reply.after.store_headers =
+                stored_entry_edits(&ResponseHeaders(ports, response), ttl, ports.now_ms());
             reply.after.store = Some((key, ttl));
         }
     }

@@ -34,12 +34,19 @@
 //!
 //! Every response of a route with a policy, whatever its status (gateway
 //! errors included), gets [`CorsPolicy::actual_headers`]: for an allowed
-//! origin `access-control-allow-origin`, `access-control-expose-headers` (when
-//! configured) and `access-control-allow-credentials` (when configured); and
+//! origin `access-control-allow-origin`, `access-control-expose-headers` (the
+//! configured list, then the headers the gateway itself adds that a page needs,
+//! [`GATEWAY_EXPOSED`]) and `access-control-allow-credentials` (when configured); and
 //! `Vary: Origin` whenever the answer depends on the origin, that is for every
 //! policy except `["*"]`, even when the request had no or a disallowed
 //! `Origin` (a shared cache must not hand that answer to another origin).
 //! `Vary` must be appended to the upstream's, not replace it: [`append_vary`].
+//!
+//! On a route with a policy the gateway alone decides the CORS headers: the
+//! origin's own `access-control-*` response headers ([`is_cors_header`]) are
+//! removed before the policy's are set, so that an origin that allows every
+//! origin (or echoes `Origin` with credentials) cannot grant a disallowed one.
+//! Routes without a policy pass the origin's CORS headers through.
 //!
 //! # Origins
 //!
@@ -71,6 +78,20 @@ pub const EXPOSE_HEADERS: &str = "access-control-expose-headers";
 pub const MAX_AGE: &str = "access-control-max-age";
 /// `vary`.
 pub const VARY: &str = "vary";
+
+/// The response headers the gateway itself adds that a page needs to read: always
+/// exposed to allowed origins, besides the policy's own `expose_headers`.
+pub const GATEWAY_EXPOSED: [&str; 9] = [
+    "x-request-id",
+    "www-authenticate",
+    "retry-after",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "x-quota-limit",
+    "x-quota-remaining",
+    "x-quota-reset",
+];
 
 /// The `Vary` of actual responses whose CORS headers depend on the origin.
 pub const VARY_ACTUAL: &str = "Origin";
@@ -141,7 +162,12 @@ impl CorsPolicy {
             .headers
             .as_ref()
             .map(|h| join_lower(unique(h.iter().map(|h| h.trim()))).unwrap_or_default());
-        let expose_headers = join_lower(unique(cors.expose_headers.iter().map(|h| h.trim())));
+        let expose_headers = join_lower(unique(
+            cors.expose_headers
+                .iter()
+                .map(|h| h.trim())
+                .chain(GATEWAY_EXPOSED),
+        ));
 
         CorsPolicy {
             any_origin,
@@ -253,6 +279,14 @@ impl CorsPolicy {
             origin
         }
     }
+}
+
+/// Whether a response header is a CORS response header (`access-control-*`,
+/// any case), which the policy alone decides on a route that has one.
+pub fn is_cors_header(name: &str) -> bool {
+    const PREFIX: &str = "access-control-";
+    name.len() >= PREFIX.len()
+        && name.as_bytes()[..PREFIX.len()].eq_ignore_ascii_case(PREFIX.as_bytes())
 }
 
 /// Whether a request is a CORS preflight: `OPTIONS` with `Origin` and
@@ -372,6 +406,28 @@ mod tests {
         c.credentials = true;
         c.max_age_s = Some(600);
         CorsPolicy::new(&c, &[Method::Get])
+    }
+
+    #[test]
+    fn cors_headers_are_recognized_in_any_case() {
+        for name in [
+            ALLOW_ORIGIN,
+            ALLOW_CREDENTIALS,
+            "Access-Control-Allow-Methods",
+            "ACCESS-CONTROL-EXPOSE-HEADERS",
+            "access-control-max-age",
+            "access-control-allow-private-network",
+        ] {
+            assert!(is_cors_header(name), "{name}");
+        }
+        for name in [
+            "access-control",
+            "vary",
+            "x-access-control-allow-origin",
+            "origin",
+        ] {
+            assert!(!is_cors_header(name), "{name}");
+        }
     }
 
     #[test]
@@ -552,7 +608,7 @@ mod tests {
         );
         assert_eq!(
             actual(&p, Some("https://any.example")),
-            [(ALLOW_ORIGIN, "*"), (EXPOSE_HEADERS, "x-request-id")]
+            [(ALLOW_ORIGIN, "*"), (EXPOSE_HEADERS, ALWAYS_EXPOSED)]
         );
         // No Origin: nothing at all, not even Vary.
         assert_eq!(actual(&p, None), []);
@@ -563,7 +619,10 @@ mod tests {
         let mut c = cors(&["*", APP]);
         c.credentials = true;
         let p = CorsPolicy::new(&c, &[Method::Get]);
-        assert_eq!(actual(&p, Some(APP)), [(ALLOW_ORIGIN, "*")]);
+        assert_eq!(
+            actual(&p, Some(APP)),
+            [(ALLOW_ORIGIN, "*"), (EXPOSE_HEADERS, ALWAYS_EXPOSED)]
+        );
         let pf = p.preflight(Some(APP), Some("GET"), None).unwrap();
         assert!(headers(&pf).iter().all(|(n, _)| *n != ALLOW_CREDENTIALS));
     }
@@ -575,7 +634,12 @@ mod tests {
             actual(&p, Some(APP)),
             [
                 (ALLOW_ORIGIN, APP),
-                (EXPOSE_HEADERS, "x-request-id, etag"),
+                (
+                    EXPOSE_HEADERS,
+                    "x-request-id, etag, www-authenticate, retry-after, ratelimit-limit, \
+                     ratelimit-remaining, ratelimit-reset, x-quota-limit, x-quota-remaining, \
+                     x-quota-reset"
+                ),
                 (ALLOW_CREDENTIALS, "true"),
                 (VARY, "Origin"),
             ]
@@ -583,11 +647,30 @@ mod tests {
         assert_eq!(actual(&p, Some("https://evil.com")), [(VARY, "Origin")]);
         assert_eq!(actual(&p, None), [(VARY, "Origin")]);
         let plain = CorsPolicy::new(&cors(&[APP]), &[Method::Get]);
+        // Without a configured list, the gateway's own headers are still exposed.
         assert_eq!(
             actual(&plain, Some(APP)),
-            [(ALLOW_ORIGIN, APP), (VARY, "Origin")]
+            [
+                (ALLOW_ORIGIN, APP),
+                (EXPOSE_HEADERS, ALWAYS_EXPOSED),
+                (VARY, "Origin")
+            ]
+        );
+        // Configured names are not repeated, whatever their case.
+        let mut c = cors(&[APP]);
+        c.expose_headers = strings(&["RateLimit-Reset", "X-Trace"]);
+        let p = CorsPolicy::new(&c, &[Method::Get]);
+        let expose = actual(&p, Some(APP))[1].1;
+        assert_eq!(expose.matches("ratelimit-reset").count(), 1, "{expose}");
+        assert!(
+            expose.starts_with("ratelimit-reset, x-trace, x-request-id"),
+            "{expose}"
         );
     }
+
+    /// What an allowed origin is always exposed to, without a configured list.
+    const ALWAYS_EXPOSED: &str = "x-request-id, www-authenticate, retry-after, ratelimit-limit, \
+        ratelimit-remaining, ratelimit-reset, x-quota-limit, x-quota-remaining, x-quota-reset";
 
     #[test]
     fn empty_configured_headers_allow_none() {

@@ -189,7 +189,7 @@ export default {
         assert.equal(res.json().method, 'GET');
       });
 
-      test('POST is never cached (BYPASS), even when a GET entry exists', async () => {
+      test('POST is never cached (BYPASS); a successful one invalidates the GET entry', async () => {
         const path = fresh('/cache/basic/post');
         await prime(path);
         const before = hits(path);
@@ -200,9 +200,9 @@ export default {
           assert.equal(res.json().method, 'POST');
         }
         assert.equal(hits(path), before + 2);
-        // Nor does a POST replace or remove the GET entry.
+        // The POST is not stored, and its success removed the GET entry (RFC 9111 4.4).
         const after = await get(path);
-        assert.equal(xcache(after), 'HIT');
+        assert.equal(xcache(after), 'MISS');
         assert.equal(after.json().method, 'GET');
       });
     });
