@@ -237,8 +237,8 @@ export async function buildWorker({ routesFile, buildDir, logFile }) {
 
 /** `wrangler dev` serving a built Worker; captures its output and the gateway's JSON log lines. */
 export class Wrangler {
-  constructor({ dir, configFile, port, inspectorPort, persistTo, vars = {}, readyTimeoutMs = 90_000 }) {
-    Object.assign(this, { dir, configFile, port, inspectorPort, persistTo, vars, readyTimeoutMs });
+  constructor({ dir, configFile, port, inspectorPort, persistTo, vars = {}, env = {}, readyTimeoutMs = 90_000 }) {
+    Object.assign(this, { dir, configFile, port, inspectorPort, persistTo, vars, env, readyTimeoutMs });
     this.url = `http://127.0.0.1:${port}`;
     this.lines = []; // every output line, stdout and stderr, ANSI stripped
     this.logs = []; // the parsed JSON log lines of the gateway
@@ -314,6 +314,7 @@ export class Wrangler {
         cwd: this.dir,
         env: {
           ...process.env,
+          ...this.env,
           WRANGLER_SEND_METRICS: 'false',
           WRANGLER_LOG_PATH: path.join(this.dir, 'wrangler-logs'),
           FORCE_COLOR: '0',
@@ -488,12 +489,18 @@ export function rawRequest(port, { method = 'GET', path: target = '/', headers =
  *   e2e.waitForLog(requestId)    the gateway's JSON log line for a request
  *   e2e.restart()                restart wrangler dev (same port, same KV state)
  *   e2e.totalHits()              requests received by all echo origins together
+ *   e2e.startPeer(options)       a second, independent `wrangler dev` process serving
+ *                                the same build (see startPeer)
  */
 export class E2E {
+  /** The Worker name of the main `wrangler dev` process (peers bind its limiter by it). */
+  static WORKER_NAME = 'edge-gateway-e2e';
+
   constructor(suites) {
     this.suites = suites;
     this.servers = {};
     this.timings = {};
+    this.peers = [];
   }
 
   async start() {
@@ -539,14 +546,28 @@ export class E2E {
 
     const vars = Object.assign({}, ...this.suites.map((s) => s.vars ?? {}));
     const secrets = Object.assign({}, ...this.suites.map((s) => s.secrets ?? {}));
+    this.vars = vars;
+    // The dev registry through which other `wrangler dev` processes of this run
+    // (and only those) reach this one's Durable Objects.
+    this.registry = path.join(this.tmp, 'registry');
+    await fsp.mkdir(this.registry, { recursive: true });
     const toml = [
-      'name = "edge-gateway-e2e"',
+      `name = ${JSON.stringify(E2E.WORKER_NAME)}`,
       `main = ${JSON.stringify(path.join(this.buildDir, 'index.js'))}`,
       'compatibility_date = "2026-04-20"',
       '',
       '[[kv_namespaces]]',
       'binding = "GATEWAY_KV"',
       'id = "e2e"',
+      '',
+      // Global rate limits: this process hosts the limiter objects.
+      '[[durable_objects.bindings]]',
+      'name = "GATEWAY_LIMITER"',
+      'class_name = "GatewayLimiter"',
+      '',
+      '[[migrations]]',
+      'tag = "v1"',
+      'new_sqlite_classes = ["GatewayLimiter"]',
       '',
     ];
     if (Object.keys(vars).length) {
@@ -570,6 +591,7 @@ export class E2E {
       inspectorPort: await freePort(),
       persistTo: path.join(this.tmp, 'state'),
       vars: { DEV_GEO_HEADERS: 'true' },
+      env: { WRANGLER_REGISTRY_PATH: this.registry },
     });
     const w0 = Date.now();
     await this.wrangler.start();
@@ -578,7 +600,56 @@ export class E2E {
     console.error(`e2e: build ${this.timings.buildMs} ms, wrangler dev ready in ${this.timings.wranglerMs} ms (${this.tmp})`);
   }
 
+  /**
+   * Starts another `wrangler dev` process serving the same build as a Worker of
+   * its own (`name`), with its own port, KV and state, and resolves its Wrangler.
+   * Its `GATEWAY_LIMITER` binding names the class in `limiterScript` (by default
+   * the first process's Worker), reached through this run's dev registry: two
+   * independent gateway processes sharing one limiter. Stopped by stop().
+   */
+  async startPeer({ name = `${E2E.WORKER_NAME}-peer-${this.peers.length + 1}`, limiterScript = E2E.WORKER_NAME } = {}) {
+    const dir = path.join(this.tmp, name);
+    await fsp.mkdir(dir, { recursive: true });
+    const toml = [
+      `name = ${JSON.stringify(name)}`,
+      `main = ${JSON.stringify(path.join(this.buildDir, 'index.js'))}`,
+      'compatibility_date = "2026-04-20"',
+      '',
+      '[[kv_namespaces]]',
+      'binding = "GATEWAY_KV"',
+      'id = "e2e-peer"',
+      '',
+      '[[durable_objects.bindings]]',
+      'name = "GATEWAY_LIMITER"',
+      'class_name = "GatewayLimiter"',
+      `script_name = ${JSON.stringify(limiterScript)}`,
+      '',
+    ];
+    if (Object.keys(this.vars ?? {}).length) {
+      toml.push('[vars]');
+      for (const [k, v] of Object.entries(this.vars)) toml.push(`${k} = ${JSON.stringify(String(v))}`);
+      toml.push('');
+    }
+    const configFile = path.join(dir, 'wrangler.toml');
+    await fsp.writeFile(configFile, toml.join('\n'));
+    const secrets = path.join(this.tmp, '.dev.vars');
+    if (fs.existsSync(secrets)) await fsp.copyFile(secrets, path.join(dir, '.dev.vars'));
+    const peer = new Wrangler({
+      dir,
+      configFile,
+      port: await freePort(),
+      inspectorPort: await freePort(),
+      persistTo: path.join(dir, 'state'),
+      vars: { DEV_GEO_HEADERS: 'true' },
+      env: { WRANGLER_REGISTRY_PATH: this.registry },
+    });
+    this.peers.push(peer);
+    await peer.start();
+    return peer;
+  }
+
   async stop() {
+    await Promise.all(this.peers.map((p) => p.stop().catch(() => {})));
     await this.wrangler?.stop().catch(() => {});
     await Promise.all(Object.values(this.servers).map((s) => s.close().catch(() => {})));
     if (!env('E2E_KEEP', '')) {
