@@ -208,7 +208,26 @@ fuzz_target!(|data: &[u8]| {
     if let Some(age) = cache::age_s(get(cache::STORED_AT).as_deref(), now_ms) {
         assert!(age <= now_ms / 1000);
     }
-    let _ = cache::vary_storable(get("vary").as_deref());
+    // A stored response varies only on the route's `vary` headers (or Accept-Encoding).
+    let by_language = cache::CachePolicy::new(
+        &edge_gateway::config::CacheRule {
+            ttl_s: 60,
+            vary: vec!["Accept-Language".into()],
+        },
+        false,
+    );
+    if let Some(v) = get("vary") {
+        if by_language.vary_storable(Some(&v)) {
+            assert!(
+                v.split(',')
+                    .map(|h| h.trim_matches([' ', '\t']))
+                    .filter(|h| !h.is_empty())
+                    .all(|h| h.eq_ignore_ascii_case("accept-encoding")
+                        || h.eq_ignore_ascii_case("accept-language")),
+                "{v:?}"
+            );
+        }
+    }
 
     // Conditional requests.
     let inm = get("if-none-match");
