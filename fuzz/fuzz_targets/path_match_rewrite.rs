@@ -124,6 +124,18 @@ fn is_dot_segment(seg: &str) -> bool {
     )
 }
 
+/// Whether a path spells an unreserved character (`A-Z a-z 0-9 - . _ ~`) as a
+/// percent-encoding, which normalization decodes (RFC 3986 6.2.2.2).
+fn has_encoded_unreserved(raw: &str) -> bool {
+    raw.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && std::str::from_utf8(&w[1..])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    })
+}
+
 fn check_normalize(raw: &str) -> Option<Cow<'_, str>> {
     let result = normalize(raw);
     let n = match result {
@@ -149,7 +161,13 @@ fn check_normalize(raw: &str) -> Option<Cow<'_, str>> {
         matches!(normalize(&n), Ok(Cow::Borrowed(again)) if again == n),
         "not a fixed point: {raw:?} -> {n:?}"
     );
-    let clean = !raw.contains("//") && !raw.split('/').any(is_dot_segment);
+    assert!(
+        !has_encoded_unreserved(&n),
+        "an encoded unreserved character left: {raw:?} -> {n:?}"
+    );
+    let clean = !raw.contains("//")
+        && !raw.split('/').any(is_dot_segment)
+        && !has_encoded_unreserved(raw);
     if clean {
         assert!(matches!(n, Cow::Borrowed(_)) && n == raw, "{raw:?} changed");
     }
