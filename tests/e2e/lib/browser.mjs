@@ -18,7 +18,7 @@ import path from 'node:path';
 
 import { chromium } from 'playwright-core';
 
-export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
 export const CHROMIUM_FLAGS = [
   '--headless',
@@ -42,6 +42,7 @@ export async function launchChromium({ viewport = { width: 1280, height: 900 } }
       headless: true,
       args: CHROMIUM_FLAGS,
       viewport,
+      timeout: 120_000,
     });
   } catch (e) {
     await fsp.rm(userDataDir, { recursive: true, force: true });

@@ -11,25 +11,12 @@
 // This suite sets the routes file's top-level `cors` (the page's origin).
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fsp from 'node:fs/promises';
 import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { listenLocal } from '../harness.mjs';
+import { launchChromium } from '../lib/browser.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const JWT_SECRET = 'browser-hmac-secret-' + crypto.randomBytes(24).toString('hex');
 
 /** A server of one blank HTML page: its origin is where the page's fetches come from. */
@@ -65,26 +52,19 @@ export default {
   secrets: { BROWSER_JWT_SECRET: JWT_SECRET },
 
   tests(e2e) {
+    let browser = null;
     let context = null;
-    let userDataDir = null;
 
     before(
       async () => {
-        const { chromium } = await import('playwright-core');
-        userDataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'gateway-chromium-'));
-        context = await chromium.launchPersistentContext(userDataDir, {
-          executablePath: CHROMIUM,
-          headless: true,
-          args: CHROMIUM_FLAGS,
-          timeout: 120_000,
-        });
+        browser = await launchChromium();
+        context = browser.context;
       },
       { timeout: 150_000 },
     );
 
     after(async () => {
-      await context?.close().catch(() => {});
-      if (userDataDir) await fsp.rm(userDataDir, { recursive: true, force: true }).catch(() => {});
+      await browser?.close().catch(() => {});
     });
 
     /** Opens the page of `pageServer` and runs `fn(gatewayUrl, arg)` in it; returns its result. */
