@@ -577,7 +577,7 @@ export default {
       // There is no way to make the local KV binding fail from inside wrangler dev.
       // So a second wrangler dev serves the same build with no GATEWAY_KV binding:
       // the edge's KV port then fails every read and write (as a KV outage does),
-      // through the real edge code in workerd. tests/pipeline.rs covers a failing
+      // through the real edge code in workerd. tests/pipeline/ covers a failing
       // store (errors, not a missing binding) natively.
       test('a rate-limited route fails open, logs the KV error, and still limits within the isolate', { timeout: 120_000 }, async () => {
         const dir = path.join(e2e.tmp, 'faults-no-kv');

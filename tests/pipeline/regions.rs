@@ -1,0 +1,336 @@
+//! Regions
+
+use super::*;
+
+#[test]
+fn region_is_chosen_by_country_then_continent_then_wildcard_then_first() {
+    let w = world(config());
+    let cases = [
+        (Some("DE"), Some("EU"), EU),
+        (Some("gb"), Some("EU"), EU), // country listed directly, any case
+        (Some("GB"), Some("NA"), EU), // the country wins over the continent
+        (Some("US"), Some("NA"), US),
+        (None, Some("na"), US),
+        (Some("FR"), Some("EU"), EU),
+        (Some("JP"), Some("AS"), AP), // nothing listed: the wildcard
+        (None, None, AP),
+    ];
+    for (country, continent, base) in cases {
+        w.ports.clear_sent();
+        let mut r = get("/api/items/1");
+        r.country = country.map(str::to_string);
+        r.continent = continent.map(str::to_string);
+        w.send(&r);
+        assert_eq!(
+            w.ports.sent_urls(),
+            [format!("{base}/api/items/1")],
+            "{country:?} {continent:?}"
+        );
+    }
+    // No wildcard: the first region; a continent, a country.
+    for (country, continent, base) in [
+        (Some("US"), Some("NA"), "http://one.test"),
+        (None, None, "http://one.test"),
+        (Some("FR"), None, "http://one.test"),
+        (Some("JP"), Some("AS"), "http://two.test"),
+    ] {
+        w.ports.clear_sent();
+        let mut r = get("/plain");
+        r.country = country.map(str::to_string);
+        r.continent = continent.map(str::to_string);
+        w.send(&r);
+        assert_eq!(w.ports.sent_urls(), [format!("{base}/plain")]);
+    }
+}
+
+#[test]
+fn get_fails_over_in_wrap_around_order_each_region_once() {
+    let w = world(config());
+    // us chosen: then ap, then eu (wrapping around); every one fails.
+    w.ports.on(US, Outcome::Connect);
+    w.ports.on(AP, Outcome::Timeout);
+    w.ports.on(
+        EU,
+        respond(503, &[("content-type", "text/html"), ("retry-after", "3")]),
+    );
+    let out = w.send(&get("/api/items/1").continent("NA"));
+    assert_eq!(
+        w.ports.sent_urls(),
+        [
+            "http://us.api.test/api/items/1",
+            "http://ap.api.test/base/api/items/1",
+            "http://eu.api.test/api/items/1"
+        ]
+    );
+    // The last attempt's answer is the origin's own 503, passed on.
+    assert_eq!(out.status, 503);
+    assert_eq!(out.h("content-type").as_deref(), Some("text/html"));
+    assert_eq!(out.h("retry-after").as_deref(), Some("3"));
+    let line = w.ports.last_record();
+    assert_eq!(line["failovers"], 2);
+    assert_eq!(line["region"], "eu");
+    assert_eq!(line["upstream_status"], 503);
+    assert_eq!(
+        line["attempts"],
+        json!([
+            {"region": "us", "error": "connect", "ms": 1},
+            {"region": "ap", "error": "timeout", "ms": 5000},
+            {"region": "eu", "status": 503, "ms": FETCH_MS}
+        ])
+    );
+
+    // 502 and 504 fail over too; the first success ends it.
+    for failing in [502, 504] {
+        w.ports.clear_sent();
+        w.ports.on(EU, respond(failing, &[]));
+        w.ports.on(US, respond(200, &[]));
+        let out = w.send(&get("/api/items/2").country("DE"));
+        assert_eq!(out.status, 200);
+        assert_eq!(
+            w.ports.sent_urls(),
+            [
+                "http://eu.api.test/api/items/2",
+                "http://us.api.test/api/items/2"
+            ]
+        );
+        assert_eq!(w.ports.last_record()["region"], "us");
+        assert_eq!(w.ports.last_record()["failovers"], 1);
+    }
+
+    // 500 and 404 are the origin's answers: no failover.
+    for status in [500, 404, 429] {
+        w.ports.clear_sent();
+        w.ports.on(EU, respond(status, &[]));
+        let out = w.send(&get("/api/items/3").country("DE"));
+        assert_eq!(out.status, status);
+        assert_eq!(w.ports.sent_urls().len(), 1);
+    }
+}
+
+#[test]
+fn a_status_no_response_can_carry_is_a_502_and_fails_over() {
+    // The runtime's parser lets `HTTP/1.1 999` or `HTTP/1.1 2x0` (status 2) through.
+    for bad in [2, 99, 600, 999] {
+        let w = world(config());
+        w.ports.on("http://", respond(bad, &[]));
+        let out = w.send(&get("/api/items/1"));
+        let v = assert_problem(&out, 502, "bad-gateway");
+        assert_eq!(v["detail"], "the origin sent an invalid response");
+        assert_eq!(w.ports.sent().len(), 3, "each region tried once");
+        let line = w.ports.last_record();
+        assert_eq!(line["attempts"][0]["error"], "invalid_response", "{line}");
+        // A POST is not retried.
+        w.ports.clear_sent();
+        let out = w.send(&req("POST", "/api/orders"));
+        assert_eq!(out.status, 502);
+        assert_eq!(w.ports.sent().len(), 1);
+    }
+}
+
+#[test]
+fn the_last_failure_decides_the_answer_when_every_region_fails() {
+    let w = world(config());
+    w.ports.on("http://", Outcome::Connect);
+    let out = w.send(&get("/api/items/1"));
+    let v = assert_problem(&out, 502, "bad-gateway");
+    assert_eq!(v["detail"], "the origin could not be reached");
+    assert_eq!(w.ports.sent().len(), 3);
+
+    w.ports.clear_sent();
+    w.ports.on("http://", Outcome::Timeout);
+    let out = w.send(&get("/api/items/1"));
+    assert_problem(&out, 504, "gateway-timeout");
+    assert_eq!(w.ports.sent().len(), 3);
+
+    // Mixed: the last attempt was a timeout.
+    w.ports.clear_sent();
+    w.ports.on(AP, Outcome::Connect);
+    w.ports.on(EU, respond(502, &[]));
+    w.ports.on(US, Outcome::Timeout);
+    let out = w.send(&get("/api/items/1").continent("OC"));
+    assert_problem(&out, 504, "gateway-timeout");
+    assert_eq!(
+        w.ports.sent_urls(),
+        [
+            "http://ap.api.test/base/api/items/1",
+            "http://eu.api.test/api/items/1",
+            "http://us.api.test/api/items/1"
+        ]
+    );
+}
+
+#[test]
+fn post_and_requests_with_a_body_are_never_retried() {
+    let w = world(config());
+    // Sent once, even though the next region would answer.
+    w.ports.once(EU, Outcome::Connect);
+    let out = w.send(&req("POST", "/api/orders").country("DE").with_body());
+    assert_problem(&out, 502, "bad-gateway");
+    assert_eq!(w.ports.sent_urls(), ["http://eu.api.test/api/orders"]);
+    assert_eq!(w.ports.last_record()["failovers"], 0);
+    assert_eq!(
+        w.send(&req("POST", "/api/orders").country("DE")).status,
+        200
+    );
+
+    w.ports.on(EU, Outcome::Connect);
+
+    w.ports.clear_sent();
+    let out = w.send(&req("POST", "/api/orders").country("DE"));
+    assert_problem(&out, 502, "bad-gateway");
+    assert_eq!(w.ports.sent().len(), 1);
+
+    w.ports.clear_sent();
+    w.ports.on(EU, respond(503, &[]));
+    let out = w.send(&req("POST", "/api/orders").country("DE"));
+    assert_eq!(out.status, 503);
+    assert_eq!(w.ports.sent().len(), 1);
+
+    w.ports.clear_sent();
+    w.ports.on(EU, Outcome::Timeout);
+    let out = w.send(&req("PUT", "/api/orders").country("DE").with_body());
+    assert_problem(&out, 504, "gateway-timeout");
+    assert_eq!(w.ports.sent().len(), 1);
+
+    // A GET or HEAD with a body is refused outright (it cannot be sent on).
+    w.ports.clear_sent();
+    let out = w.send(&get("/api/items/1").country("DE").with_body());
+    assert_problem(&out, 400, "bad-request");
+    let out = w.send(&req("HEAD", "/api/items/1").country("DE").with_body());
+    assert_eq!(out.status, 400);
+    assert!(w.ports.sent().is_empty());
+
+    // A PUT without a body is idempotent: it fails over.
+    w.ports.clear_sent();
+    let out = w.send(&req("PUT", "/api/orders").country("DE"));
+    assert_eq!(out.status, 200);
+    assert_eq!(w.ports.sent().len(), 2);
+    assert_eq!(w.ports.sent()[1].method, Method::Put);
+}
+
+fn breaker_events(w: &World) -> Vec<(String, String)> {
+    w.ports
+        .events()
+        .into_iter()
+        .filter(|e| e["event"] == "circuit_breaker")
+        .map(|e| {
+            assert_eq!(e["origin"], "cb");
+            (
+                e["region"].as_str().unwrap().to_string(),
+                e["transition"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn ev(region: &str, transition: &str) -> (String, String) {
+    (region.to_string(), transition.to_string())
+}
+
+#[test]
+fn breaker_opens_after_n_failures_and_admits_one_trial_after_the_cooldown() {
+    let w = world(config());
+    w.ports.on("http://a.cb.test", Outcome::Connect);
+    w.ports.on("http://b.cb.test", respond(200, &[]));
+
+    for _ in 0..2 {
+        let out = w.send(&get("/cb"));
+        assert_eq!(out.status, 200);
+    }
+    assert_eq!(
+        w.ports.sent_urls(),
+        [
+            "http://a.cb.test/cb",
+            "http://b.cb.test/cb",
+            "http://a.cb.test/cb",
+            "http://b.cb.test/cb"
+        ]
+    );
+    assert_eq!(breaker_events(&w), [ev("a", "closed->open")]);
+
+    // Open: region a is no longer fetched.
+    w.ports.clear_sent();
+    for _ in 0..3 {
+        assert_eq!(w.send(&get("/cb")).status, 200);
+        assert_eq!(w.ports.last_record()["failovers"], 0);
+    }
+    w.ports.advance(29_000);
+    assert_eq!(w.send(&get("/cb")).status, 200);
+    assert_eq!(w.ports.sent_urls(), ["http://b.cb.test/cb"; 4]);
+
+    // After the cooldown, one trial; while it is in flight the others skip a.
+    w.ports.advance(1_000);
+    w.ports.clear_sent();
+    let outs = w.send_all(&[get("/cb"), get("/cb"), get("/cb")]);
+    assert!(outs.iter().all(|o| o.status == 200));
+    let to_a = w
+        .ports
+        .sent_urls()
+        .iter()
+        .filter(|u| u.contains("a.cb"))
+        .count();
+    assert_eq!(to_a, 1, "{:?}", w.ports.sent_urls());
+    assert_eq!(
+        breaker_events(&w),
+        [
+            ev("a", "closed->open"),
+            ev("a", "open->half_open"),
+            ev("a", "half_open->open")
+        ]
+    );
+
+    // Open again for another cooldown; then a trial that succeeds closes it.
+    w.ports.clear_sent();
+    w.send(&get("/cb"));
+    assert_eq!(w.ports.sent_urls(), ["http://b.cb.test/cb"]);
+    w.ports.advance(30_000);
+    w.ports.on("http://a.cb.test", respond(200, &[]));
+    w.ports.clear_sent();
+    assert_eq!(w.send(&get("/cb")).status, 200);
+    assert_eq!(w.send(&get("/cb")).status, 200);
+    assert_eq!(
+        w.ports.sent_urls(),
+        ["http://a.cb.test/cb", "http://a.cb.test/cb"]
+    );
+    assert_eq!(
+        breaker_events(&w)[3..],
+        [ev("a", "open->half_open"), ev("a", "half_open->closed")]
+    );
+}
+
+#[test]
+fn all_regions_open_is_503_without_any_fetch() {
+    let w = world(config());
+    w.ports.on("http://a.cb.test", respond(503, &[]));
+    w.ports.on("http://b.cb.test", Outcome::Timeout);
+    assert_problem(&w.send(&get("/cb")), 504, "gateway-timeout");
+    assert_problem(&w.send(&get("/cb")), 504, "gateway-timeout");
+    assert_eq!(w.ports.sent().len(), 4);
+    assert_eq!(
+        breaker_events(&w),
+        [ev("a", "closed->open"), ev("b", "closed->open")]
+    );
+
+    w.ports.clear_sent();
+    for r in [get("/cb"), req("POST", "/cb"), req("HEAD", "/cb")] {
+        let out = w.send(&r);
+        assert_eq!(out.status, 503);
+        if r.method != "HEAD" {
+            let v = assert_problem(&out, 503, "unavailable");
+            assert!(
+                v["detail"].as_str().unwrap().contains("every region"),
+                "{v}"
+            );
+        }
+        assert_eq!(out.h("retry-after").as_deref(), Some("5"));
+        let line = w.ports.last_record();
+        assert_eq!(line["status"], 503);
+        assert!(line.get("attempts").is_none(), "{line}");
+        assert!(line.get("region").is_none(), "{line}");
+        assert_eq!(line["failovers"], 0);
+    }
+    assert!(w.ports.sent().is_empty());
+
+    // Other origins are not affected.
+    assert_eq!(w.send(&get("/api/items/1")).status, 200);
+}
