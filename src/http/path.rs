@@ -71,7 +71,24 @@ fn encoded_unreserved(bytes: &[u8]) -> Option<u8> {
 /// Decodes the percent-encoded unreserved characters of `raw` (RFC 3986 6.2.2.2)
 /// and leaves every other byte, and every other percent-encoding, as it is;
 /// borrows when there is nothing to decode.
+///
+/// Decoding can join a literal `%` and a decoded hex digit into a new encoding
+/// (`%6%31` gives `%61`), which an origin decoding again would read as `a`: so
+/// it decodes until nothing is left to decode (each round shortens the path),
+/// and the path the gateway judges is the one the origin reads.
 pub fn decode_unreserved(raw: &str) -> Cow<'_, str> {
+    match decode_unreserved_once(raw) {
+        Cow::Borrowed(path) => Cow::Borrowed(path),
+        Cow::Owned(mut path) => {
+            while let Cow::Owned(next) = decode_unreserved_once(&path) {
+                path = next;
+            }
+            Cow::Owned(path)
+        }
+    }
+}
+
+fn decode_unreserved_once(raw: &str) -> Cow<'_, str> {
     let bytes = raw.as_bytes();
     let Some(first) = (0..bytes.len()).find(|&i| encoded_unreserved(&bytes[i..]).is_some()) else {
         return Cow::Borrowed(raw);
@@ -230,5 +247,18 @@ mod tests {
         assert_eq!(normalize(&"/a".repeat(5000)), Err(PathError::TooLong));
         assert_eq!(normalize("a/b"), Err(PathError::NotOriginForm));
         assert_eq!(normalize(""), Err(PathError::NotOriginForm));
+    }
+
+    #[test]
+    fn decoding_that_spells_a_new_encoding_decodes_it_too() {
+        assert_eq!(normalize("/%6%31dmin/x").unwrap(), "/admin/x");
+        assert_eq!(normalize("/%4%44%4E!?E!?").unwrap(), "/MN!?E!?");
+        assert_eq!(normalize("/%%32%65%2e/a").unwrap(), "/a");
+        // A `%` that starts no encoding, and reserved encodings, stay as sent.
+        assert_eq!(normalize("/100%/%2F%6").unwrap(), "/100%/%2F%6");
+        for raw in ["/%6%31dmin", "/%4%44%4E!?E!?", "/%%32%65%2e/a"] {
+            let once = normalize(raw).unwrap().into_owned();
+            assert_eq!(normalize(&once).unwrap(), once, "{raw}");
+        }
     }
 }
