@@ -5,9 +5,8 @@
 //! This is the one list; `crate::http::headers` re-exports it. It lives here because
 //! the build script compiles only the configuration module.
 
-/// Exact names (lower case).
-pub const MANAGED_HEADERS: [&str; 25] = [
-    // Hop-by-hop (RFC 9110 7.6.1) and framing: never forwarded, or the runtime's own.
+/// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded in either direction.
+pub const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -16,6 +15,11 @@ pub const MANAGED_HEADERS: [&str; 25] = [
     "trailer",
     "transfer-encoding",
     "upgrade",
+];
+
+/// Exact names (lower case), besides [`HOP_BY_HOP`].
+pub const MANAGED_HEADERS: [&str; 17] = [
+    // Framing: the runtime's own.
     "content-length",
     "host",
     // Set on every upstream request.
@@ -58,7 +62,8 @@ fn folded(name: &str) -> String {
 /// Names compare case-insensitively with `_` equal to `-`, as CGI-style servers read them.
 pub fn is_managed<'a>(name: &str, claims: impl IntoIterator<Item = &'a str>) -> bool {
     let name = folded(name);
-    MANAGED_HEADERS.contains(&name.as_str())
+    HOP_BY_HOP.contains(&name.as_str())
+        || MANAGED_HEADERS.contains(&name.as_str())
         || MANAGED_PREFIXES.iter().any(|p| name.starts_with(p))
         || claims.into_iter().any(|c| folded(c) == name)
 }

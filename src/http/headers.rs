@@ -6,19 +6,7 @@ use super::HeaderView;
 
 /// The headers the gateway manages: `request_headers` and `response_headers` rules
 /// cannot name them. The one list, kept with the configuration (the build checks it).
-pub use crate::config::managed::{is_managed, MANAGED_HEADERS, MANAGED_PREFIXES};
-
-/// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded in either direction.
-pub const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+pub use crate::config::managed::{is_managed, HOP_BY_HOP, MANAGED_HEADERS, MANAGED_PREFIXES};
 
 /// Request headers the gateway always removes from what it forwards, because it
 /// sets them itself (or because they only have meaning between client and gateway).
