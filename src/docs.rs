@@ -80,17 +80,38 @@ fn none() -> String {
 fn auth_cell(route: &Route) -> String {
     match &route.auth {
         None => none(),
-        Some(a) => {
-            let mut s = format!("bearer token from <code>{}</code>", escape(&a.jwt));
-            if !a.scopes.is_empty() {
-                let scopes: Vec<String> = a
-                    .scopes
-                    .iter()
-                    .map(|s| format!("<code>{}</code>", escape(s)))
-                    .collect();
-                let _ = write!(s, "<br>scopes: {}", scopes.join(" "));
-            }
-            s
+        Some(spec) => {
+            let cells: Vec<String> = spec
+                .alternatives()
+                .iter()
+                .map(|a| {
+                    let mut s = String::new();
+                    if let Some(jwt) = &a.jwt {
+                        let _ = write!(s, "bearer token from <code>{}</code>", escape(jwt));
+                    }
+                    if !a.scopes.is_empty() {
+                        let scopes: Vec<String> = a
+                            .scopes
+                            .iter()
+                            .map(|s| format!("<code>{}</code>", escape(s)))
+                            .collect();
+                        let _ = write!(s, "<br>scopes: {}", scopes.join(" "));
+                    }
+                    if let Some(k) = &a.api_key {
+                        s.push_str("API key");
+                        if !k.plans.is_empty() {
+                            let plans: Vec<String> = k
+                                .plans
+                                .iter()
+                                .map(|p| format!("<code>{}</code>", escape(p)))
+                                .collect();
+                            let _ = write!(s, "<br>plans: {}", plans.join(" "));
+                        }
+                    }
+                    s
+                })
+                .collect();
+            cells.join("<br>or ")
         }
     }
 }
@@ -102,6 +123,7 @@ fn limit_cell(route: &Route) -> String {
             let per = match &rl.key {
                 KeyKind::Ip => "per client address".to_string(),
                 KeyKind::Sub => "per token subject".to_string(),
+                KeyKind::Consumer => "per consumer".to_string(),
                 KeyKind::Route => "for all callers together".to_string(),
                 KeyKind::Header(h) => format!("per <code>{}</code> header", escape(h)),
             };
@@ -129,7 +151,7 @@ fn cache_cell(route: &Route) -> String {
                 let _ = write!(s, "<br>varies on {}", vary.join(" "));
             }
             if route.auth.is_some() {
-                s.push_str("<br>per token subject");
+                s.push_str("<br>per caller (token subject or consumer)");
             }
             s
         }

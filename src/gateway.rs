@@ -6,6 +6,7 @@ use crate::http::headers::GATEWAY_OWNED_REQUEST;
 use crate::policy::auth::phase::RouteAuth;
 use crate::policy::auth::Provider;
 use crate::policy::cache::CachePolicy;
+use crate::policy::consumer::phase::{Consumers, KeyRule, PlanPolicy, PlanRt, PLAN_HEADER};
 use crate::policy::cors::CorsPolicy;
 use crate::policy::geo::GeoPolicy;
 use crate::policy::headers::HeaderPolicy;
@@ -191,6 +192,8 @@ pub struct Gateway {
     /// Token providers in `file.jwt` order; one that could not be built (its
     /// secret is missing, say) holds the reason and fails its routes with 503.
     pub providers: Vec<Result<Provider, String>>,
+    /// Plans and API key settings, when the file has `plans`.
+    pub consumers: Option<Consumers>,
     /// The top-level CORS policy, for answers that match no route.
     pub cors: Option<CorsPolicy>,
     /// The `GATEWAY_ADMIN_TOKEN` secret, which allows cache purges.
@@ -255,6 +258,25 @@ impl Gateway {
             })
             .collect();
         let provider_names: Vec<&String> = file.jwt.keys().collect();
+        let consumers = (!file.plans.is_empty()).then(|| {
+            let keys = file.api_keys.clone().unwrap_or_default();
+            Consumers {
+                header: keys.header.to_ascii_lowercase(),
+                forward_consumer: keys.forward_consumer.to_ascii_lowercase(),
+                plans: file
+                    .plans
+                    .iter()
+                    .map(|(name, p)| PlanRt {
+                        name: name.clone(),
+                        limit: p.rate_limit.as_ref().map(|l| RouteLimit {
+                            limit: l.as_rate_limit(),
+                            counter_id: Some(format!("~plan:{name}")),
+                        }),
+                        quota: p.quota,
+                    })
+                    .collect(),
+            }
+        });
         let mut routes = Vec::with_capacity(file.routes.len());
         for r in &file.routes {
             let origin = origin_names
@@ -274,24 +296,34 @@ impl Gateway {
             if let Some(cors) = CorsPolicy::for_route(file.cors.as_ref(), r) {
                 chain.push(Policy::Cors(cors));
             }
+            let mut plan = None;
             if let Some(a) = &r.auth {
-                let provider = provider_names
-                    .iter()
-                    .position(|n| **n == a.jwt)
-                    .ok_or_else(|| {
-                        format!(
-                            "route \"{}\": auth: unknown jwt provider \"{}\"",
-                            r.id, a.jwt
-                        )
-                    })?;
-                chain.push(Policy::Auth(RouteAuth {
-                    provider,
-                    scopes: a.scopes.clone(),
-                }));
+                let mut jwt = Vec::new();
+                for (name, scopes) in a.jwts() {
+                    let provider =
+                        provider_names
+                            .iter()
+                            .position(|n| *n == name)
+                            .ok_or_else(|| {
+                                format!("route \"{}\": auth: unknown jwt provider \"{name}\"", r.id)
+                            })?;
+                    jwt.push((provider, scopes.to_vec()));
+                }
+                let api_key = a.api_key().map(|k| KeyRule {
+                    plans: k.plans.clone(),
+                });
+                if api_key.is_some() && consumers.is_some() {
+                    plan = Some(Policy::Plan(PlanPolicy));
+                }
+                chain.push(Policy::Auth(RouteAuth { jwt, api_key }));
             }
             if let Some(rl) = &r.rate_limit {
-                chain.push(Policy::RateLimit(RouteLimit { limit: rl.clone() }));
+                chain.push(Policy::RateLimit(RouteLimit {
+                    limit: rl.clone(),
+                    counter_id: None,
+                }));
             }
+            chain.extend(plan);
             chain.extend(upstream);
             if let Some(cache) = CachePolicy::for_route(r) {
                 chain.push(Policy::Cache(cache));
@@ -315,6 +347,11 @@ impl Gateway {
                     .flat_map(|p| p.forward_claims.values())
                     .map(|h| h.to_ascii_lowercase()),
             )
+            .chain(
+                consumers
+                    .iter()
+                    .flat_map(|c| [c.forward_consumer.clone(), PLAN_HEADER.to_string()]),
+            )
             .collect();
         dropped_request_headers.sort();
         dropped_request_headers.dedup();
@@ -326,6 +363,7 @@ impl Gateway {
             origins,
             dropped_request_headers,
             providers,
+            consumers,
             cors,
             admin_token: secrets("GATEWAY_ADMIN_TOKEN").filter(|t| !t.is_empty()),
             docs: None,

@@ -47,9 +47,29 @@ pub struct LogLine {
     /// The verified token subject.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The consumer of the request's API key (never the key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<String>,
+    /// How the API key fared: `valid`, `malformed` (refused without a KV
+    /// read), `unknown`, `plan_not_accepted` or `kv_error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<&'static str>,
+    /// KV reads made to check the API key (0 when the isolate knew it).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub kv_reads: u32,
+    /// The consumer plan's rate limit: as `rate_limit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_rate_limit: Option<&'static str>,
+    /// The consumer's quota: `allowed`, `exceeded` or `limiter_error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<&'static str>,
     /// Why the gateway answered with an error (never a token or secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A line about something other than one request's outcome, written as

@@ -33,6 +33,15 @@ pub struct UpstreamRequest<'a> {
     pub max_body_bytes: Option<u64>,
 }
 
+/// Why the incoming request's body could not be read whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// It is longer than the limit given.
+    TooLarge,
+    /// The runtime failed to read it.
+    Read(String),
+}
+
 /// A fetched JWK Set: the body and the response's `Cache-Control`.
 #[derive(Debug)]
 pub struct JwksDocument {
@@ -66,6 +75,13 @@ pub trait Ports {
     async fn kv_get(&self, key: &str) -> Result<Option<String>, String>;
     /// Writes a rate-limit counter to KV, to expire after `expiration_ttl_s` seconds.
     async fn kv_put(&self, key: &str, value: &str, expiration_ttl_s: u64) -> Result<(), String>;
+    /// Writes a record to KV that never expires.
+    async fn kv_put_record(&self, key: &str, value: &str) -> Result<(), String>;
+    /// Deletes a KV entry (deleting an absent one succeeds).
+    async fn kv_delete(&self, key: &str) -> Result<(), String>;
+    /// Reads the incoming request's body whole, refusing one longer than `max`
+    /// bytes (only the admin API reads bodies this way).
+    async fn request_body(&self, max: usize) -> Result<Vec<u8>, BodyError>;
     /// Sends one lease call to the Durable Object of a global rate limit
     /// (named `call.counter`, binding `GATEWAY_LIMITER`); gives up after
     /// `policy::ratelimit::global::CALL_TIMEOUT_MS`.

@@ -24,6 +24,7 @@ use crate::gateway::{Gateway, Secrets};
 use crate::log::Event;
 use crate::pipeline::{self, Body, Incoming, IsolateState, LogLine};
 use crate::policy::ratelimit::global::{LeaseCall, LeaseReply};
+use crate::ports::BodyError;
 use crate::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
 
 /// A fixed clock: the start of a day, so every rate-limit window begins at it.
@@ -290,6 +291,15 @@ impl Ports for ReplayPorts {
     async fn kv_put(&self, _key: &str, _value: &str, _ttl_s: u64) -> Result<(), String> {
         Ok(())
     }
+    async fn kv_put_record(&self, _key: &str, _value: &str) -> Result<(), String> {
+        Err("replay does not write".into())
+    }
+    async fn kv_delete(&self, _key: &str) -> Result<(), String> {
+        Err("replay does not write".into())
+    }
+    async fn request_body(&self, _max: usize) -> Result<Vec<u8>, BodyError> {
+        Err(BodyError::Read("replay has no bodies".into()))
+    }
     async fn limiter_call(&self, call: &LeaseCall) -> Result<LeaseReply, String> {
         // A global limit's counter: the whole budget is free, as in a fresh window.
         self.kv_keys.borrow_mut().push(format!("{}:", call.counter));
@@ -393,18 +403,18 @@ impl Replayer {
         let cache_key = ports.cache_keys.borrow().first().cloned();
         let auth_unverifiable = route
             .and_then(|rt| rt.auth())
-            .filter(|a| self.offline_only.contains(&a.provider))
+            .and_then(|a| a.jwt.iter().find(|(p, _)| self.offline_only.contains(p)))
             .filter(|_| r.header("authorization").is_some())
             .filter(|_| {
                 error.as_deref().is_some_and(|e| e.starts_with("auth:")) || ports.jwks_asked.get()
             });
-        let decision = if let Some(a) = auth_unverifiable {
+        let decision = if let Some((provider, _)) = auth_unverifiable {
             Decision::NeedsJwt {
                 provider: gw
                     .file
                     .jwt
                     .keys()
-                    .nth(a.provider)
+                    .nth(*provider)
                     .cloned()
                     .unwrap_or_default(),
             }

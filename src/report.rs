@@ -15,11 +15,21 @@ fn methods(r: &Route) -> String {
 }
 
 fn auth(r: &Route) -> String {
-    match &r.auth {
-        None => "-".into(),
-        Some(a) if a.scopes.is_empty() => format!("jwt:{}", a.jwt),
-        Some(a) => format!("jwt:{} [{}]", a.jwt, a.scopes.join(" ")),
-    }
+    let Some(spec) = &r.auth else {
+        return "-".into();
+    };
+    let alternatives: Vec<String> = spec
+        .alternatives()
+        .iter()
+        .map(|a| match (&a.jwt, &a.api_key) {
+            (Some(jwt), _) if a.scopes.is_empty() => format!("jwt:{jwt}"),
+            (Some(jwt), _) => format!("jwt:{jwt} [{}]", a.scopes.join(" ")),
+            (None, Some(k)) if k.plans.is_empty() => "key".into(),
+            (None, Some(k)) => format!("key:{}", k.plans.join(",")),
+            (None, None) => "?".into(),
+        })
+        .collect();
+    alternatives.join(" | ")
 }
 
 fn limit(r: &Route) -> String {

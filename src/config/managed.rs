@@ -17,6 +17,9 @@ pub const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// The upstream header naming a consumer's plan (set by the gateway).
+pub const PLAN_HEADER: &str = "x-consumer-plan";
+
 /// Exact names (lower case), besides [`HOP_BY_HOP`].
 pub const MANAGED_HEADERS: [&str; 17] = [
     // Framing: the runtime's own.

@@ -23,6 +23,12 @@ pub struct RoutesFile {
     /// Token providers by name, referenced from a route's `auth.jwt`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub jwt: BTreeMap<String, JwtProvider>,
+    /// Consumer plans by name: a rate limit and a quota per consumer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plans: BTreeMap<String, Plan>,
+    /// Where API keys are read from and how the consumer is forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_keys: Option<ApiKeys>,
     /// CORS policy for every route that has none of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
@@ -351,9 +357,10 @@ pub struct Route {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^/"))]
     pub rewrite: Option<String>,
-    /// Require a verified token.
+    /// Require a verified token or an API key: one requirement, or a list of
+    /// alternatives of which the request must satisfy one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<Auth>,
+    pub auth: Option<AuthSpec>,
     /// Limit requests per key and window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
@@ -387,15 +394,187 @@ pub struct Route {
     pub query: Option<QueryRules>,
 }
 
-/// Token requirement of a route.
-#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+/// A route's `auth`: one requirement, or a list of alternatives.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(untagged)]
+pub enum AuthSpec {
+    One(Auth),
+    Any(Vec<Auth>),
+}
+
+impl AuthSpec {
+    /// The alternatives, in file order (one for a single requirement).
+    pub fn alternatives(&self) -> &[Auth] {
+        match self {
+            AuthSpec::One(a) => std::slice::from_ref(a),
+            AuthSpec::Any(list) => list,
+        }
+    }
+
+    /// The `jwt` alternatives.
+    pub fn jwts(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.alternatives()
+            .iter()
+            .filter_map(|a| a.jwt.as_deref().map(|j| (j, a.scopes.as_slice())))
+    }
+
+    /// The first `api_key` alternative.
+    pub fn api_key(&self) -> Option<&ApiKeyRequirement> {
+        self.alternatives().iter().find_map(|a| a.api_key.as_ref())
+    }
+}
+
+impl Serialize for AuthSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AuthSpec::One(a) => a.serialize(s),
+            AuthSpec::Any(list) => list.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AuthSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Decided by the JSON type, so that an error names the field at fault
+        // rather than "matches no variant".
+        let value = serde_json::Value::deserialize(d)?;
+        let spec = if value.is_array() {
+            serde_json::from_value(value).map(AuthSpec::Any)
+        } else {
+            serde_json::from_value(value).map(AuthSpec::One)
+        };
+        spec.map_err(serde::de::Error::custom)
+    }
+}
+
+/// One way to satisfy a route's `auth`: a bearer token of a provider (`jwt`,
+/// with `scopes`) or an API key of a consumer (`api_key`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
     /// Name of an entry in `jwt`.
-    pub jwt: String,
-    /// Every listed scope is required (`scope` claim, space separated, or `scp` array).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<String>,
+    /// With `jwt`: every listed scope is required (`scope` claim, space separated, or `scp` array).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
+    /// A valid API key of a consumer on one of `plans`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKeyRequirement>,
+}
+
+/// `{"api_key": {"plans": [...]}}`: the consumer's plan must be listed (any
+/// plan when the list is absent or empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyRequirement {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plans: Vec<String>,
+}
+
+/// `api_keys`: the request header holding the key and the upstream header
+/// naming the consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeys {
+    /// The request header that carries the key; default `x-api-key`.
+    #[serde(default = "default_key_header")]
+    pub header: String,
+    /// The upstream header that carries the consumer id; default `x-consumer-id`.
+    #[serde(default = "default_consumer_header")]
+    pub forward_consumer: String,
+}
+
+impl Default for ApiKeys {
+    fn default() -> Self {
+        ApiKeys {
+            header: default_key_header(),
+            forward_consumer: default_consumer_header(),
+        }
+    }
+}
+
+fn default_key_header() -> String {
+    "x-api-key".into()
+}
+
+fn default_consumer_header() -> String {
+    "x-consumer-id".into()
+}
+
+/// A consumer plan.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Requests per window and consumer, on every route the consumer calls,
+    /// besides each route's own `rate_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<PlanRateLimit>,
+    /// Requests per calendar period (UTC) and consumer, counted exactly
+    /// across isolates and locations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+}
+
+/// A plan's rate limit: always per consumer.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRateLimit {
+    #[schemars(range(min = 1))]
+    pub requests: u32,
+    #[schemars(range(min = 1))]
+    pub window_s: u32,
+    /// As a route's `rate_limit.scope`.
+    #[serde(default, skip_serializing_if = "RateScope::is_default")]
+    pub scope: RateScope,
+    /// As a route's `rate_limit.on_error`; only with `scope: "global"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+}
+
+impl PlanRateLimit {
+    /// The limit as a route limit keyed by consumer.
+    pub fn as_rate_limit(&self) -> RateLimit {
+        RateLimit {
+            requests: self.requests,
+            window_s: self.window_s,
+            key: KeyKind::Consumer,
+            scope: self.scope,
+            on_error: self.on_error,
+        }
+    }
+}
+
+/// A plan's quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Requests admitted per period.
+    #[schemars(range(min = 1))]
+    pub requests: u64,
+    /// `day` or `month`: calendar periods in UTC.
+    pub period: QuotaPeriod,
+}
+
+/// A quota's calendar period, in UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum QuotaPeriod {
+    Day,
+    Month,
+}
+
+impl<'de> Deserialize<'de> for QuotaPeriod {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "day" => Ok(QuotaPeriod::Day),
+            "month" => Ok(QuotaPeriod::Month),
+            other => Err(serde::de::Error::custom(format!(
+                "quota.period \"{other}\" must be \"day\" or \"month\""
+            ))),
+        }
+    }
 }
 
 /// Rate limit of a route.
@@ -408,11 +587,11 @@ pub struct RateLimit {
     /// Window length in seconds.
     #[schemars(range(min = 1))]
     pub window_s: u32,
-    /// `ip` (default), `sub`, `route`, or `header:NAME`.
+    /// `ip` (default), `sub`, `consumer`, `route`, or `header:NAME`.
     #[serde(default)]
     #[schemars(
         with = "String",
-        regex(pattern = r"^(ip|sub|route|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")
+        regex(pattern = r"^(ip|sub|consumer|route|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")
     )]
     pub key: KeyKind,
     /// `isolate` (default): exact per isolate, converging through KV.
@@ -435,6 +614,8 @@ pub enum KeyKind {
     Ip,
     /// The verified token's `sub` claim.
     Sub,
+    /// The consumer of the request's API key.
+    Consumer,
     /// Nothing: one counter for the whole route.
     Route,
     /// The value of a request header; the name is kept lowercase.
@@ -447,6 +628,7 @@ impl KeyKind {
         match spec {
             "ip" => Some(KeyKind::Ip),
             "sub" => Some(KeyKind::Sub),
+            "consumer" => Some(KeyKind::Consumer),
             "route" => Some(KeyKind::Route),
             _ => spec
                 .strip_prefix("header:")
@@ -461,6 +643,7 @@ impl std::fmt::Display for KeyKind {
         match self {
             KeyKind::Ip => f.write_str("ip"),
             KeyKind::Sub => f.write_str("sub"),
+            KeyKind::Consumer => f.write_str("consumer"),
             KeyKind::Route => f.write_str("route"),
             KeyKind::Header(name) => write!(f, "header:{name}"),
         }
@@ -472,7 +655,7 @@ impl TryFrom<String> for KeyKind {
 
     fn try_from(spec: String) -> Result<Self, Self::Error> {
         KeyKind::parse(&spec).ok_or_else(|| {
-            format!("rate_limit.key \"{spec}\" must be ip, sub, route or header:NAME")
+            format!("rate_limit.key \"{spec}\" must be ip, sub, consumer, route or header:NAME")
         })
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::path::{parse_path, parse_rewrite};
 use super::types::{
-    Algorithm, Cors, GeoRule, HeaderRules, IpRule, JwtProvider, KeyKind, Method, Origin,
+    Algorithm, AuthSpec, Cors, GeoRule, HeaderRules, IpRule, JwtProvider, KeyKind, Method, Origin,
     QueryRules, RateScope, Route, RoutesFile,
 };
 
@@ -28,11 +28,13 @@ impl fmt::Display for Problem {
 }
 
 /// The fields of the file's top level.
-const TOP_LEVEL_FIELDS: [&str; 12] = [
+const TOP_LEVEL_FIELDS: [&str; 14] = [
     "$schema",
     "docs",
     "origins",
     "jwt",
+    "plans",
+    "api_keys",
     "cors",
     "max_body_bytes",
     "ip",
@@ -45,6 +47,151 @@ const TOP_LEVEL_FIELDS: [&str; 12] = [
 
 /// The prefix of paths the gateway answers itself.
 pub const RESERVED_PREFIX: &str = "/__gateway";
+
+/// Whether `id` is a name of the file's kind (`[A-Za-z0-9._-]{1,64}`): route
+/// ids, plan names, consumer ids.
+pub fn is_name(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// A route's `auth`: each alternative is a `jwt` or an `api_key` requirement.
+fn check_auth(
+    file: &RoutesFile,
+    invalid: &Invalid,
+    auth: &AuthSpec,
+    subject: &str,
+    problems: &mut Problems,
+) {
+    let list = auth.alternatives();
+    if list.is_empty() {
+        problems.add(subject, "auth: the list of alternatives is empty");
+    }
+    let many = matches!(auth, AuthSpec::Any(_));
+    let mut keys = 0;
+    for (i, a) in list.iter().enumerate() {
+        let field = if many {
+            format!("auth[{i}]")
+        } else {
+            "auth".to_string()
+        };
+        match (&a.jwt, &a.api_key) {
+            (Some(_), Some(_)) => problems.add(
+                subject,
+                format!("{field}: an alternative has either jwt or api_key, not both (list them as two alternatives)"),
+            ),
+            (None, None) => problems.add(subject, format!("{field}: needs jwt or api_key")),
+            _ => {}
+        }
+        if let Some(jwt) = &a.jwt {
+            if !file.jwt.contains_key(jwt) && !invalid.jwt.contains(jwt) {
+                problems.add(subject, format!("{field}: unknown jwt provider \"{jwt}\""));
+            }
+        }
+        for s in &a.scopes {
+            if s.is_empty() || s.contains(' ') {
+                problems.add(subject, format!("{field}.scopes: \"{s}\" is not a scope"));
+            }
+        }
+        if !a.scopes.is_empty() && a.jwt.is_none() {
+            problems.add(
+                subject,
+                format!("{field}.scopes: only a jwt requirement has scopes"),
+            );
+        }
+        if let Some(k) = &a.api_key {
+            keys += 1;
+            if file.plans.is_empty() && invalid.plans.is_empty() {
+                problems.add(
+                    subject,
+                    format!(
+                        "{field}.api_key: the file has no plans, so no consumer can hold a key"
+                    ),
+                );
+            }
+            for p in &k.plans {
+                if !file.plans.contains_key(p) && !invalid.plans.contains(p) {
+                    problems.add(
+                        subject,
+                        format!("{field}.api_key.plans: unknown plan \"{p}\""),
+                    );
+                }
+            }
+        }
+    }
+    if keys > 1 {
+        problems.add(
+            subject,
+            "auth: at most one api_key alternative (list its plans together)",
+        );
+    }
+}
+
+/// `plans` and `api_keys`.
+fn check_consumers(file: &RoutesFile, problems: &mut Problems) {
+    for (name, plan) in &file.plans {
+        let subject = format!("plan \"{name}\"");
+        if !is_name(name) {
+            problems.add(
+                &subject,
+                "a plan name is 1 to 64 characters from A-Z a-z 0-9 . _ -",
+            );
+        }
+        if let Some(rl) = &plan.rate_limit {
+            if rl.requests == 0 {
+                problems.add(&subject, "rate_limit.requests must be at least 1");
+            }
+            if rl.window_s == 0 {
+                problems.add(&subject, "rate_limit.window_s must be at least 1");
+            }
+            if rl.on_error.is_some() && rl.scope != RateScope::Global {
+                problems.add(
+                    &subject,
+                    "rate_limit.on_error is only valid with rate_limit.scope \"global\"",
+                );
+            }
+        }
+        if plan.quota.is_some_and(|q| q.requests == 0) {
+            problems.add(&subject, "quota.requests must be at least 1");
+        }
+    }
+    let Some(keys) = &file.api_keys else {
+        return;
+    };
+    if file.plans.is_empty() {
+        problems.add("api_keys", "api_keys needs plans: a consumer is on a plan");
+    }
+    let claims: Vec<&str> = file
+        .jwt
+        .values()
+        .flat_map(|p| p.forward_claims.values())
+        .map(String::as_str)
+        .collect();
+    for (field, name) in [
+        ("header", &keys.header),
+        ("forward_consumer", &keys.forward_consumer),
+    ] {
+        if !is_token(name) {
+            problems.add(
+                "api_keys",
+                format!("{field}: \"{name}\" is not a header name"),
+            );
+        } else if super::managed::is_managed(name, claims.iter().copied())
+            || name.eq_ignore_ascii_case("authorization")
+            || name.eq_ignore_ascii_case(super::managed::PLAN_HEADER)
+        {
+            problems.add(
+                "api_keys",
+                format!("{field}: \"{name}\" is a header the gateway manages or reads itself"),
+            );
+        }
+    }
+    if keys.header.eq_ignore_ascii_case(&keys.forward_consumer) {
+        problems.add("api_keys", "header and forward_consumer must differ");
+    }
+}
 
 /// Headers a `forward_claims` entry may not name: the gateway sets or strips them itself.
 const RESERVED_HEADERS: [&str; 16] = [
@@ -131,6 +278,18 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
     let mut invalid_jwt = BTreeSet::new();
     let jwt: BTreeMap<String, JwtProvider> =
         section_map(&top, "jwt", "jwt", false, &mut invalid_jwt, &mut problems);
+    let mut invalid_plans = BTreeSet::new();
+    let plans = section_map(
+        &top,
+        "plans",
+        "plan",
+        false,
+        &mut invalid_plans,
+        &mut problems,
+    );
+    let api_keys = top
+        .get("api_keys")
+        .and_then(|v| parse_part(v, "api_keys", &mut problems));
     let cors: Option<Cors> = top
         .get("cors")
         .and_then(|v| parse_part(v, "cors", &mut problems));
@@ -172,6 +331,8 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
         schema,
         origins,
         jwt,
+        plans,
+        api_keys,
         cors,
         max_body_bytes,
         ip,
@@ -186,6 +347,7 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
         routes: !routes_ok,
         origins: invalid,
         jwt: invalid_jwt,
+        plans: invalid_plans,
     };
     check(&file, &invalid, &mut problems);
     if problems.0.is_empty() {
@@ -202,6 +364,7 @@ struct Invalid {
     routes: bool,
     origins: BTreeSet<String>,
     jwt: BTreeSet<String>,
+    plans: BTreeSet<String>,
 }
 
 /// The entries of an object section that parse; the names of the others go to `invalid`.
@@ -634,6 +797,7 @@ fn check(file: &RoutesFile, invalid: &Invalid, problems: &mut Problems) {
         check_cors(cors, "cors", problems);
     }
     check_policies(file, None, problems);
+    check_consumers(file, problems);
 
     let mut ids: HashMap<&str, usize> = HashMap::new();
     // The routes whose paths parse: the route table finds their conflicts.
@@ -680,17 +844,7 @@ fn check(file: &RoutesFile, invalid: &Invalid, problems: &mut Problems) {
             problems.add(&subject, "timeout_ms must be at least 1");
         }
         if let Some(auth) = &route.auth {
-            if !file.jwt.contains_key(&auth.jwt) && !invalid.jwt.contains(&auth.jwt) {
-                problems.add(
-                    &subject,
-                    format!("auth: unknown jwt provider \"{}\"", auth.jwt),
-                );
-            }
-            for s in &auth.scopes {
-                if s.is_empty() || s.contains(' ') {
-                    problems.add(&subject, format!("auth.scopes: \"{s}\" is not a scope"));
-                }
-            }
+            check_auth(file, invalid, auth, &subject, problems);
         }
         if let Some(rl) = &route.rate_limit {
             if rl.requests == 0 {
@@ -705,8 +859,18 @@ fn check(file: &RoutesFile, invalid: &Invalid, problems: &mut Problems) {
                     "rate_limit.on_error is only valid with rate_limit.scope \"global\"",
                 );
             }
-            if rl.key == KeyKind::Sub && route.auth.is_none() {
-                problems.add(&subject, "rate_limit.key \"sub\" needs auth on the route");
+            let auth = route.auth.as_ref();
+            if rl.key == KeyKind::Sub && auth.is_none_or(|a| a.jwts().next().is_none()) {
+                problems.add(
+                    &subject,
+                    "rate_limit.key \"sub\" needs a jwt requirement in the route's auth",
+                );
+            }
+            if rl.key == KeyKind::Consumer && auth.is_none_or(|a| a.api_key().is_none()) {
+                problems.add(
+                    &subject,
+                    "rate_limit.key \"consumer\" needs an api_key requirement in the route's auth",
+                );
             }
         }
         if let Some(cache) = &route.cache {
@@ -804,11 +968,18 @@ fn check_policies(file: &RoutesFile, route: Option<&Route>, problems: &mut Probl
         Some(r) => format!("route \"{}\"", r.id),
         None => "file".to_string(),
     };
+    let keys = file.api_keys.clone().unwrap_or_default();
+    let consumer_headers = [keys.forward_consumer.as_str(), super::managed::PLAN_HEADER];
     let claims: Vec<&str> = file
         .jwt
         .values()
         .flat_map(|p| p.forward_claims.values())
         .map(String::as_str)
+        .chain(
+            consumer_headers
+                .into_iter()
+                .filter(|_| !file.plans.is_empty()),
+        )
         .collect();
     // The rules this part of the file declares itself.
     let (max_body_bytes, ip, geo, request_headers, response_headers, query) = match route {
@@ -1093,6 +1264,88 @@ mod tests {
     }
 
     #[test]
+    fn consumer_rules() {
+        let text = r#"{"origins": {"o": {"regions": [{"name": "x", "url": "https://h"}]}},
+            "jwt": {"m": {"issuer": "i", "jwks_url": "https://idp/jwks"}},
+            "plans": {"free": {"rate_limit": {"requests": 0, "window_s": 60, "on_error": "deny"},
+                               "quota": {"requests": 0, "period": "month"}},
+                      "bad plan": {},
+                      "pro": {"quota": {"requests": 10, "period": "day"}}},
+            "api_keys": {"header": "authorization", "forward_consumer": "x-forwarded-for"},
+            "request_headers": {"set": {"x-consumer-plan": "gold"}},
+            "routes": [
+              {"id": "a", "path": "/a", "origin": "o", "auth": {"api_key": {"plans": ["gold"]}}},
+              {"id": "b", "path": "/b", "origin": "o", "auth": {"jwt": "m", "api_key": {}}},
+              {"id": "c", "path": "/c", "origin": "o", "auth": []},
+              {"id": "d", "path": "/d", "origin": "o", "auth": [{"api_key": {}}, {"api_key": {"plans": ["pro"]}}]},
+              {"id": "e", "path": "/e", "origin": "o", "auth": [{"jwt": "m"}, {"scopes": ["x"], "api_key": {}}]},
+              {"id": "f", "path": "/f", "origin": "o", "auth": {"jwt": "m"},
+               "rate_limit": {"requests": 1, "window_s": 1, "key": "consumer"}},
+              {"id": "g", "path": "/g", "origin": "o", "auth": [{"jwt": "m"}, {"api_key": {"plans": ["pro"]}}],
+               "rate_limit": {"requests": 1, "window_s": 1, "key": "consumer"}},
+              {"id": "h", "path": "/h", "origin": "o", "auth": {}}]}"#;
+        let p = problems(text);
+        for needle in [
+            "plan \"free\": rate_limit.requests must be at least 1",
+            "plan \"free\": rate_limit.on_error is only valid",
+            "plan \"free\": quota.requests must be at least 1",
+            "plan \"bad plan\": a plan name is",
+            "api_keys: header: \"authorization\" is a header the gateway manages",
+            "api_keys: forward_consumer: \"x-forwarded-for\" is a header the gateway manages",
+            "file: request_headers.set: \"x-consumer-plan\" is managed by the gateway",
+            "route \"a\": auth.api_key.plans: unknown plan \"gold\"",
+            "route \"b\": auth: an alternative has either jwt or api_key, not both",
+            "route \"c\": auth: the list of alternatives is empty",
+            "route \"d\": auth: at most one api_key alternative",
+            "route \"e\": auth[1].scopes: only a jwt requirement has scopes",
+            "route \"f\": rate_limit.key \"consumer\" needs an api_key requirement",
+            "route \"h\": auth: needs jwt or api_key",
+        ] {
+            assert!(
+                p.iter().any(|s| s.starts_with(needle)),
+                "missing {needle}: {p:?}"
+            );
+        }
+        assert!(!p.iter().any(|s| s.starts_with("route \"g\"")), "{p:?}");
+        let quota_period = problems(
+            r#"{"origins": {"o": {"regions": [{"name": "x", "url": "https://h"}]}},
+                "plans": {"p": {"quota": {"requests": 1, "period": "week"}}}, "routes": []}"#,
+        );
+        assert!(
+            quota_period
+                .iter()
+                .any(|s| s.contains("quota.period \"week\" must be \"day\" or \"month\"")),
+            "{quota_period:?}"
+        );
+        let no_plans = problems(
+            r#"{"origins": {"o": {"regions": [{"name": "x", "url": "https://h"}]}},
+                "api_keys": {},
+                "routes": [{"id": "a", "path": "/a", "origin": "o", "auth": {"api_key": {}}}]}"#,
+        );
+        for needle in [
+            "api_keys: api_keys needs plans",
+            "route \"a\": auth.api_key: the file has no plans",
+        ] {
+            assert!(
+                no_plans.iter().any(|s| s.starts_with(needle)),
+                "missing {needle}: {no_plans:?}"
+            );
+        }
+        let good = problems(
+            r#"{"origins": {"o": {"regions": [{"name": "x", "url": "https://h"}]}},
+                "jwt": {"m": {"issuer": "i", "jwks_url": "https://idp/jwks"}},
+                "plans": {"free": {"rate_limit": {"requests": 60, "window_s": 60},
+                                   "quota": {"requests": 10000, "period": "month"}}},
+                "api_keys": {"header": "x-key", "forward_consumer": "x-who"},
+                "routes": [{"id": "a", "path": "/a", "origin": "o", "auth": {"api_key": {"plans": ["free"]}},
+                            "rate_limit": {"requests": 5, "window_s": 1, "key": "consumer"}},
+                           {"id": "b", "path": "/b", "origin": "o",
+                            "auth": [{"jwt": "m", "scopes": ["s"]}, {"api_key": {}}]}]}"#,
+        );
+        assert!(good.is_empty(), "{good:?}");
+    }
+
+    #[test]
     fn jwt_rules() {
         let text = r#"{"origins": {"o": {"regions": [{"name": "x", "url": "https://h"}]}},
             "jwt": {"m": {"issuer": "i", "algorithms": ["HS256"], "keys": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]},
@@ -1108,7 +1361,7 @@ mod tests {
             "jwt \"m\": forward_claims: \"sub\" -> \"x-forwarded-for\"",
             "jwt \"n\": needs a key source",
             "route \"a\": auth: unknown jwt provider \"zz\"",
-            "route \"b\": rate_limit.key \"sub\" needs auth",
+            "route \"b\": rate_limit.key \"sub\" needs a jwt requirement",
         ] {
             assert!(
                 p.iter().any(|s| s.starts_with(needle)),

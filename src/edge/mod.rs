@@ -25,7 +25,7 @@ use crate::log::{Event, LogLine};
 use crate::pipeline::{self, Body, Incoming, IsolateState, Reply};
 use crate::policy::auth::MAX_JWKS_BYTES;
 use crate::policy::ratelimit::global::{LeaseCall, LeaseReply, CALL_TIMEOUT_MS};
-use crate::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
+use crate::ports::{BodyError, FetchError, JwksDocument, Ports, UpstreamRequest};
 
 /// How long a JWKS fetch may take.
 const JWKS_TIMEOUT_MS: u64 = 5_000;
@@ -277,6 +277,44 @@ impl Ports for EdgePorts {
             .map_err(|e| e.to_string())
     }
 
+    async fn kv_put_record(&self, key: &str, value: &str) -> Result<(), String> {
+        let kv = self.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
+        kv.put(key, value)
+            .map_err(|e| e.to_string())?
+            .execute()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn kv_delete(&self, key: &str) -> Result<(), String> {
+        let kv = self.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
+        kv.delete(key).await.map_err(|e| e.to_string())
+    }
+
+    async fn request_body(&self, max: usize) -> Result<Vec<u8>, BodyError> {
+        let declared = JsHeaders(&self.request.headers())
+            .get("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return Err(BodyError::TooLarge);
+        }
+        if self.request.body().is_none() {
+            return Ok(Vec::new());
+        }
+        let buffer = self
+            .request
+            .array_buffer()
+            .map_err(|_| BodyError::Read("the body was already read".into()))?;
+        let buffer = JsFuture::from(buffer)
+            .await
+            .map_err(|_| BodyError::Read("the body could not be read".into()))?;
+        let bytes = worker::js_sys::Uint8Array::new(&buffer);
+        if bytes.length() as usize > max {
+            return Err(BodyError::TooLarge);
+        }
+        Ok(bytes.to_vec())
+    }
+
     async fn limiter_call(&self, call: &LeaseCall) -> Result<LeaseReply, String> {
         let ns = self.limiter.as_ref().ok_or("no GATEWAY_LIMITER binding")?;
         lease_call(ns, call).await
@@ -311,6 +349,7 @@ impl Ports for EdgePorts {
                     line.region.as_deref().unwrap_or("-"),
                     line.cache.unwrap_or("-"),
                     line.rate_limit.unwrap_or("-"),
+                    line.consumer.as_deref().unwrap_or("-"),
                 ])
                 .doubles([
                     f64::from(line.status),

@@ -110,18 +110,31 @@ fn operation(file: &RoutesFile, route: &Route, method: Method, several: bool) ->
         json!({"description": "the origin's response"}),
     );
     if let Some(auth) = &route.auth {
-        op.insert(
-            "security".into(),
-            json!([{ auth.jwt.clone(): auth.scopes }]),
-        );
-        responses.insert(
-            "401".into(),
-            json!({"description": "the bearer token is missing or not valid"}),
-        );
-        if !auth.scopes.is_empty() {
+        let alternatives: Vec<Value> = auth
+            .alternatives()
+            .iter()
+            .map(|a| match &a.jwt {
+                Some(jwt) => json!({ jwt.clone(): a.scopes }),
+                None => json!({ API_KEY_SCHEME: [] }),
+            })
+            .collect();
+        op.insert("security".into(), Value::Array(alternatives));
+        let what = if auth.api_key().is_some() {
+            "the credential (bearer token or API key) is missing or not valid"
+        } else {
+            "the bearer token is missing or not valid"
+        };
+        responses.insert("401".into(), json!({ "description": what }));
+        if auth.jwts().any(|(_, scopes)| !scopes.is_empty()) || auth.api_key().is_some() {
             responses.insert(
                 "403".into(),
-                json!({"description": "the token lacks a required scope"}),
+                json!({"description": "the token lacks a required scope, or the consumer's plan is not accepted"}),
+            );
+        }
+        if file.plans.values().any(|p| p.quota.is_some()) && auth.api_key().is_some() {
+            responses.insert(
+                "429".into(),
+                json!({"description": "a rate limit or the consumer's quota is used up"}),
             );
         }
     } else if !file.jwt.is_empty() {
@@ -193,8 +206,17 @@ pub fn document(file: &RoutesFile, title: &str, version: &str) -> Value {
         "info": {"title": title, "version": version},
         "paths": paths,
     });
+    let mut schemes = Map::new();
+    if !file.plans.is_empty() {
+        let keys = file.api_keys.clone().unwrap_or_default();
+        schemes.insert(
+            API_KEY_SCHEME.into(),
+            json!({"type": "apiKey", "in": "header", "name": keys.header,
+                   "description": "a consumer's API key (gwk_...)"}),
+        );
+    }
     if !file.jwt.is_empty() {
-        let schemes: Map<String, Value> = file
+        let jwt: Map<String, Value> = file
             .jwt
             .iter()
             .map(|(name, p)| {
@@ -210,7 +232,13 @@ pub fn document(file: &RoutesFile, title: &str, version: &str) -> Value {
                 )
             })
             .collect();
+        schemes.extend(jwt);
+    }
+    if !schemes.is_empty() {
         doc["components"] = json!({ "securitySchemes": schemes });
     }
     doc
 }
+
+/// The security scheme of API keys in the exported document.
+pub const API_KEY_SCHEME: &str = "gatewayApiKey";

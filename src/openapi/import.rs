@@ -671,9 +671,10 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
         // Auth.
         let security = op.get("security").or(top_security);
         let auth = security.and_then(|s| map_security(s, &schemes, &mut notes, &id));
-        if let Some(a) = &auth {
-            used_providers.insert(a.jwt.clone());
+        if let Some(jwt) = auth.as_ref().and_then(|a| a.jwt.clone()) {
+            used_providers.insert(jwt);
         }
+        let auth = auth.map(crate::config::AuthSpec::One);
 
         // Extensions written by `export`.
         let rate_limit = op.get("x-gateway-rate-limit").and_then(|v| {
@@ -807,6 +808,8 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
         schema: None,
         origins: origin_map,
         jwt: providers,
+        plans: Default::default(),
+        api_keys: None,
         cors: None,
         routes,
         docs: false,
@@ -960,8 +963,9 @@ fn map_security(
         if ok && jwt.len() == 1 && chosen.is_none() {
             let (provider, scopes) = jwt.remove(0);
             chosen = Some(Auth {
-                jwt: provider,
+                jwt: Some(provider),
                 scopes,
+                api_key: None,
             });
         } else if ok && jwt.len() > 1 {
             unmapped.push("a requirement of several token schemes at once".into());
@@ -971,7 +975,7 @@ fn map_security(
         Some(a) if alternatives.len() > 1 => notes.push(format!(
             "route \"{id}\": of {} alternative security requirements, jwt \"{}\" is used",
             alternatives.len(),
-            a.jwt
+            a.jwt.as_deref().unwrap_or_default()
         )),
         Some(_) => {}
         None => {

@@ -1,4 +1,5 @@
-//! `/__gateway/*`: health and cache purge, answered by the gateway itself.
+//! `/__gateway/*`: health, cache purge, the docs and the consumers admin API,
+//! answered by the gateway itself.
 
 use super::*;
 use crate::http::path::normalize;
@@ -9,6 +10,32 @@ use crate::route::Match;
 /// Compares two secrets in time independent of where they differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks the admin token (`Authorization: Bearer <GATEWAY_ADMIN_TOKEN>`).
+fn authorize<H: HeaderView + ?Sized>(
+    gw: &crate::gateway::Gateway,
+    req: &Incoming<'_, H>,
+    what: &str,
+) -> Result<(), Problem> {
+    let presented = req
+        .headers
+        .get("authorization")
+        .and_then(|h| h.strip_prefix("Bearer ").map(str::to_string));
+    let authorized = match (&gw.admin_token, &presented) {
+        (Some(expected), Some(given)) => constant_time_eq(expected.as_bytes(), given.as_bytes()),
+        _ => false,
+    };
+    if authorized {
+        return Ok(());
+    }
+    let detail = if gw.admin_token.is_none() {
+        format!("{what} is disabled: the GATEWAY_ADMIN_TOKEN secret is not set")
+    } else {
+        "the admin token is missing or wrong".to_string()
+    };
+    Err(Problem::new(Kind::Unauthorized, detail)
+        .with_header("www-authenticate", "Bearer realm=\"gateway-admin\""))
 }
 
 /// Percent-decodes a query parameter value (`+` is a space).
@@ -24,6 +51,16 @@ pub(super) async fn endpoint<P: Ports, H: HeaderView + ?Sized>(
     own: &str,
 ) -> Result<Reply<P::Response>, Problem> {
     let Call { gw, req, .. } = *call;
+    if own == "/consumers" || own.starts_with("/consumers/") {
+        authorize(gw, req, "the consumers API")?;
+        let admin = crate::policy::consumer::admin::Admin {
+            gw,
+            state: call.state,
+            ports: call.ports,
+            req,
+        };
+        return admin.handle(&own["/consumers".len()..]).await;
+    }
     match own {
         "/health" => {
             if !matches!(req.method, "GET" | "HEAD") {
@@ -92,23 +129,7 @@ async fn purge<P: Ports, H: HeaderView + ?Sized>(
     call: &Call<'_, P, H>,
 ) -> Result<Reply<P::Response>, Problem> {
     let Call { gw, ports, req, .. } = *call;
-    let presented = req
-        .headers
-        .get("authorization")
-        .and_then(|h| h.strip_prefix("Bearer ").map(str::to_string));
-    let authorized = match (&gw.admin_token, &presented) {
-        (Some(expected), Some(given)) => constant_time_eq(expected.as_bytes(), given.as_bytes()),
-        _ => false,
-    };
-    if !authorized {
-        let detail = if gw.admin_token.is_none() {
-            "cache purging is disabled: the GATEWAY_ADMIN_TOKEN secret is not set"
-        } else {
-            "the admin token is missing or wrong"
-        };
-        return Err(Problem::new(Kind::Unauthorized, detail)
-            .with_header("www-authenticate", "Bearer realm=\"gateway-admin\""));
-    }
+    authorize(gw, req, "cache purging")?;
     let target = query_param(req.query, "path")
         .filter(|p| p.starts_with('/'))
         .ok_or_else(|| {
@@ -132,7 +153,11 @@ async fn purge<P: Ports, H: HeaderView + ?Sized>(
     let policy = route
         .cache()
         .ok_or_else(|| Problem::new(Kind::BadRequest, "that route is not cached"))?;
-    let subject = query_param(req.query, "subject");
+    // `?consumer=ID` names a consumer's entries on a route with an API key.
+    let subject = match query_param(req.query, "consumer") {
+        Some(id) => Some(format!("consumer\0{id}")),
+        None => query_param(req.query, "subject"),
+    };
     let key = cache_key(
         policy,
         req,

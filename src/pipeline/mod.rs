@@ -60,6 +60,8 @@ pub struct IsolateState {
     pub limiter: RefCell<Limiter>,
     /// Leases of global rate-limit budgets.
     pub leases: RefCell<Leases>,
+    /// API key lookups, by key hash.
+    pub keys: RefCell<crate::policy::consumer::KeyCache>,
     /// One JWKS cache per provider, in `Gateway::providers` order.
     pub jwks: Vec<RefCell<JwksCache>>,
     /// Token signatures already verified, so a token is not verified on every request.
@@ -73,6 +75,7 @@ impl IsolateState {
             breakers: RefCell::new(Breakers::new(gw.file.origins.values())),
             leases: RefCell::new(Leases::new(isolate_id.clone())),
             limiter: RefCell::new(Limiter::new(isolate_id)),
+            keys: RefCell::new(crate::policy::consumer::KeyCache::new()),
             jwks: gw
                 .providers
                 .iter()
@@ -168,6 +171,10 @@ pub struct Ctx {
     pub rid: String,
     /// The verified token, once an auth policy has passed the request.
     pub identity: Option<Verified>,
+    /// The provider that verified `identity` (an index into `Gateway::providers`).
+    pub provider: Option<usize>,
+    /// The consumer of the request's API key, once an auth policy has passed it.
+    pub consumer: Option<crate::policy::consumer::ConsumerRef>,
     /// Time spent upstream, once the request went there.
     pub upstream_ms: Option<u64>,
     pub log: LogLine,
@@ -177,6 +184,18 @@ impl Ctx {
     /// The verified subject, if any.
     pub fn subject(&self) -> Option<&str> {
         self.identity.as_ref().and_then(|v| v.subject.as_deref())
+    }
+
+    /// Who the request is, for the cache key of a route with `auth`: the
+    /// consumer (`consumer`, NUL, id) or the token subject. A subject holding a
+    /// NUL could imitate a consumer, so it has none (such requests bypass).
+    pub fn cache_subject(&self) -> Option<std::borrow::Cow<'_, str>> {
+        if let Some(c) = &self.consumer {
+            return Some(std::borrow::Cow::Owned(format!("consumer\0{}", c.id)));
+        }
+        self.subject()
+            .filter(|s| !s.contains('\0'))
+            .map(std::borrow::Cow::Borrowed)
     }
 }
 
@@ -306,7 +325,7 @@ pub fn problem_reply<R>(problem: Problem, request_id: &str) -> Reply<R> {
 }
 
 /// A JSON answer of the gateway's own, never stored by caches.
-fn json_reply<R>(status: u16, body: serde_json::Value) -> Reply<R> {
+pub(crate) fn json_reply<R>(status: u16, body: serde_json::Value) -> Reply<R> {
     let mut headers = HeaderEdits::default();
     headers.set("cache-control", "no-store");
     Reply::own(

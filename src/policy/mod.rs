@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod body_limit;
 pub mod cache;
+pub mod consumer;
 pub mod cors;
 pub mod geo;
 pub mod headers;
@@ -50,10 +51,12 @@ pub enum Policy {
     BodyLimit(u64),
     /// CORS headers on every answer (preflights are answered while routing).
     Cors(cors::CorsPolicy),
-    /// A bearer token verified against a provider, with scopes.
+    /// A bearer token verified against a provider, with scopes, or an API key.
     Auth(auth::phase::RouteAuth),
     /// A rate limit per key.
     RateLimit(ratelimit::phase::RouteLimit),
+    /// The consumer's plan: its rate limit and quota (routes with an `api_key` alternative).
+    Plan(consumer::phase::PlanPolicy),
     /// `request_headers`: edits of the request the origin receives.
     RequestHeaders(headers::HeaderPolicy),
     /// `query`: edits of the query string the origin receives.
@@ -70,6 +73,7 @@ pub enum State {
     Cors,
     Auth,
     RateLimit(ratelimit::phase::State),
+    Plan(consumer::phase::PlanState),
     Cache(cache::phase::State),
 }
 
@@ -80,6 +84,7 @@ impl Policy {
             Policy::Cors(_) => State::Cors,
             Policy::Auth(_) => State::Auth,
             Policy::RateLimit(_) => State::RateLimit(ratelimit::phase::State::default()),
+            Policy::Plan(_) => State::Plan(consumer::phase::PlanState::default()),
             Policy::Cache(_) => State::Cache(cache::phase::State::default()),
             _ => State::Stateless,
         }
@@ -105,6 +110,7 @@ impl Policy {
             (Policy::BodyLimit(max), _) => body_limit::on_request(*max, req),
             (Policy::Auth(p), _) => p.on_request(x, cx).await,
             (Policy::RateLimit(p), State::RateLimit(s)) => p.on_request(x, cx, s).await,
+            (Policy::Plan(p), State::Plan(s)) => p.on_request(x, cx, s).await,
             (Policy::Cache(p), State::Cache(s)) => p.on_request(x, cx, s).await,
             _ => Ok(Flow::Continue),
         }
@@ -155,6 +161,7 @@ impl Policy {
             }
             (Policy::Cors(p), _) => cors::phase::on_response(p, x.ports, x.req, reply),
             (Policy::RateLimit(_), State::RateLimit(s)) => s.on_response(reply),
+            (Policy::Plan(p), State::Plan(s)) => p.on_response(s, reply),
             (Policy::Cache(p), State::Cache(s)) => p.on_response(x, cx, s, reply).await,
             _ => {}
         }
@@ -162,10 +169,11 @@ impl Policy {
 
     /// Adds the policy's outcome to the log line.
     pub fn on_log(&self, state: &State, log: &mut LogLine) {
-        match state {
-            State::RateLimit(s) => log.rate_limit = s.outcome(),
-            State::Cache(s) => log.cache = Some(s.x_cache.as_str()),
-            State::Stateless | State::Cors | State::Auth => {}
+        match (self, state) {
+            (Policy::Plan(p), State::Plan(s)) => p.on_log(s, log),
+            (_, State::RateLimit(s)) => log.rate_limit = s.outcome(),
+            (_, State::Cache(s)) => log.cache = Some(s.x_cache.as_str()),
+            _ => {}
         }
     }
 }

@@ -27,7 +27,7 @@ use edge_gateway::policy::cache;
 use edge_gateway::policy::cors::GATEWAY_EXPOSED;
 use edge_gateway::policy::ratelimit::global::{Book, LeaseCall, LeaseReply};
 use edge_gateway::policy::ratelimit::{self, counter_key};
-use edge_gateway::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
+use edge_gateway::ports::{BodyError, FetchError, JwksDocument, Ports, UpstreamRequest};
 use jsonwebtoken::{Algorithm as J, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -183,6 +183,8 @@ struct Fake {
     /// The length of the streamed request body (no `Content-Length`), as the edge
     /// would count it against `max_body_bytes`.
     streamed_body: Cell<Option<u64>>,
+    /// The body `request_body` reads (the admin API's).
+    body: RefCell<Vec<u8>>,
 }
 
 impl Fake {
@@ -385,6 +387,27 @@ impl Ports for Fake {
             .borrow_mut()
             .insert(key.to_string(), value.to_string());
         Ok(())
+    }
+
+    async fn kv_put_record(&self, key: &str, value: &str) -> Result<(), String> {
+        self.kv_put(key, value, 0).await
+    }
+
+    async fn kv_delete(&self, key: &str) -> Result<(), String> {
+        yield_now().await;
+        if self.kv_fail.get() {
+            return Err("KV is down".into());
+        }
+        self.kv.borrow_mut().remove(key);
+        Ok(())
+    }
+
+    async fn request_body(&self, max: usize) -> Result<Vec<u8>, BodyError> {
+        let body = self.body.borrow().clone();
+        if body.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        Ok(body)
     }
 
     async fn limiter_call(&self, call: &LeaseCall) -> Result<LeaseReply, String> {
@@ -901,6 +924,7 @@ fn preflight(path: &str, origin: &str, method: &str) -> Req {
 // The tests, one module per phase.
 
 mod auth;
+mod consumers;
 mod cors;
 mod edge_cache;
 mod global_limits;

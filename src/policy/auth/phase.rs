@@ -9,41 +9,124 @@ use crate::http::HeaderView;
 use crate::log::Event;
 use crate::pipeline::{Ctx, Exchange, Flow};
 use crate::policy::auth::jwks::max_age;
+use crate::policy::consumer::phase::{check_key, KeyRule, PLAN_HEADER};
 use crate::policy::ratelimit::WAIT_POLL_MS;
 use crate::ports::Ports;
 
-/// A route's token requirement, compiled.
+/// A route's `auth`, compiled: its `jwt` alternatives and its `api_key` one.
 #[derive(Debug, Clone)]
 pub struct RouteAuth {
-    /// The provider: an index into `Gateway::providers`.
-    pub provider: usize,
-    /// Every one of these scopes is required.
-    pub scopes: Vec<String>,
+    /// `(provider, scopes)`: the provider is an index into `Gateway::providers`;
+    /// every one of the scopes is required.
+    pub jwt: Vec<(usize, Vec<String>)>,
+    /// The `api_key` alternative.
+    pub api_key: Option<KeyRule>,
 }
 
 impl RouteAuth {
-    /// Verifies the request's bearer token; the verified identity goes into `cx`.
+    /// A route that takes one provider's tokens.
+    pub fn jwt(provider: usize, scopes: Vec<String>) -> RouteAuth {
+        RouteAuth {
+            jwt: vec![(provider, scopes)],
+            api_key: None,
+        }
+    }
+
+    /// Checks the request's credentials: a bearer token is judged by the `jwt`
+    /// alternatives, an API key by the `api_key` one; the request passes when
+    /// one of them does. The verified identity or consumer goes into `cx`.
     pub async fn on_request<P: Ports, H: HeaderView + ?Sized>(
         &self,
         x: &Exchange<'_, P, H>,
         cx: &mut Ctx,
     ) -> Result<Flow<P::Response>, Problem> {
-        let verified = authenticate(x, self.provider, &self.scopes, cx).await?;
-        cx.log.subject = verified.subject.clone();
-        cx.identity = Some(verified);
-        Ok(Flow::Continue)
+        let authorization = x.req.headers.get("authorization");
+        let bearer = !matches!(
+            Token::parse(authorization.as_deref()),
+            Err(AuthError::Missing)
+        );
+        let mut failure: Option<Problem> = None;
+        let mut note = |p: Problem| {
+            // A refusal for scope or plan says more than "invalid".
+            if failure
+                .as_ref()
+                .is_none_or(|f| f.kind != Kind::Forbidden && p.kind == Kind::Forbidden)
+            {
+                failure = Some(p);
+            }
+        };
+        // Without an API key alternative, a missing token is judged too (401 Bearer).
+        if bearer || self.api_key.is_none() {
+            for (provider, scopes) in &self.jwt {
+                match authenticate(x, *provider, scopes, cx).await {
+                    Ok(verified) => {
+                        cx.log.subject = verified.subject.clone();
+                        cx.identity = Some(verified);
+                        cx.provider = Some(*provider);
+                        cx.log.error = None;
+                        return Ok(Flow::Continue);
+                    }
+                    Err(p) => note(p),
+                }
+            }
+        }
+        let consumers = x.gw.consumers.as_ref();
+        if let (Some(rule), Some(c)) = (&self.api_key, consumers) {
+            if let Some(key) = x.req.headers.get(&c.header).filter(|k| !k.is_empty()) {
+                match check_key(x, cx, rule, &key).await {
+                    Ok(consumer) => {
+                        cx.consumer = Some(consumer);
+                        cx.log.error = None;
+                        return Ok(Flow::Continue);
+                    }
+                    Err(p) => note(p),
+                }
+            }
+        }
+        Err(failure.unwrap_or_else(|| self.missing(x)))
     }
 
-    /// The provider's `forward_claims` headers, from the verified token.
+    /// 401 for a request with no credential this route judges; the
+    /// `WWW-Authenticate` names every scheme it accepts.
+    fn missing<P: Ports, H: HeaderView + ?Sized>(&self, x: &Exchange<'_, P, H>) -> Problem {
+        let header =
+            x.gw.consumers
+                .as_ref()
+                .map_or("x-api-key", |c| c.header.as_str());
+        let mut challenges = Vec::new();
+        if !self.jwt.is_empty() {
+            challenges.push("Bearer".to_string());
+        }
+        challenges.push(format!("ApiKey header=\"{header}\""));
+        let detail = if self.jwt.is_empty() {
+            "an API key is required"
+        } else {
+            "a bearer token or an API key is required"
+        };
+        Problem::new(Kind::Unauthorized, detail)
+            .with_header("www-authenticate", challenges.join(", "))
+    }
+
+    /// The provider's `forward_claims` headers from the verified token; the
+    /// consumer headers; never the API key itself.
     pub fn on_upstream_request<P: Ports, H: HeaderView + ?Sized>(
         &self,
         x: &Exchange<'_, P, H>,
         cx: &Ctx,
         edits: &mut HeaderEdits,
     ) {
-        if let (Some(v), Ok(provider)) = (&cx.identity, &x.gw.providers[self.provider]) {
-            for (name, value) in forwarded_headers(provider, v) {
-                edits.set(name.to_string(), value);
+        if let (Some(v), Some(i)) = (&cx.identity, cx.provider) {
+            if let Some(Ok(provider)) = x.gw.providers.get(i) {
+                for (name, value) in forwarded_headers(provider, v) {
+                    edits.set(name.to_string(), value);
+                }
+            }
+        }
+        if let (Some(_), Some(c)) = (&self.api_key, &x.gw.consumers) {
+            edits.remove(c.header.clone());
+            if let Some(consumer) = &cx.consumer {
+                edits.set(c.forward_consumer.clone(), consumer.id.clone());
+                edits.set(PLAN_HEADER, consumer.plan.clone());
             }
         }
     }

@@ -61,13 +61,15 @@ impl CachePolicy {
         state: &mut State,
     ) -> Result<Flow<P::Response>, Problem> {
         if is_invalidating_method(x.method) {
-            state.invalidate_key = cache_key(self, x.req, x.path, x.req.query, cx.subject());
+            let subject = cx.cache_subject();
+            state.invalidate_key = cache_key(self, x.req, x.path, x.req.query, subject.as_deref());
             return Ok(Flow::Continue);
         }
         if !is_lookup_method(x.method) {
             return Ok(Flow::Continue);
         }
-        let Some(key) = cache_key(self, x.req, x.path, x.req.query, cx.subject()) else {
+        let subject = cx.cache_subject();
+        let Some(key) = cache_key(self, x.req, x.path, x.req.query, subject.as_deref()) else {
             return Ok(Flow::Continue);
         };
         match x.ports.cache_get(&key).await {

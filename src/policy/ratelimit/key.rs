@@ -20,17 +20,18 @@ pub use crate::config::KeyKind;
 
 impl KeyKind {
     /// The key value of a request: `header` looks a request header up by its
-    /// lowercase name, `subject` is the verified subject (never an unverified
-    /// claim). `None` (no such header, no subject, or the `route` key) means
-    /// the request counts against the route's shared "no value" counter.
+    /// lowercase name, `identity` is the verified subject for `sub` and the
+    /// consumer id for `consumer` (never an unverified claim). `None` (no such
+    /// header, no identity, or the `route` key) means the request counts
+    /// against the route's shared "no value" counter.
     pub fn value<'a>(
         &self,
         header: impl Fn(&str) -> Option<&'a str>,
-        subject: Option<&'a str>,
+        identity: Option<&'a str>,
     ) -> Option<&'a str> {
         match self {
             KeyKind::Ip => header(CLIENT_IP_HEADER),
-            KeyKind::Sub => subject,
+            KeyKind::Sub | KeyKind::Consumer => identity,
             KeyKind::Route => None,
             KeyKind::Header(name) => header(name),
         }

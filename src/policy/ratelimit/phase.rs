@@ -20,6 +20,9 @@ use crate::ports::Ports;
 #[derive(Debug, Clone)]
 pub struct RouteLimit {
     pub limit: RateLimit,
+    /// Names the counters in place of the route id: a plan's limit counts
+    /// per consumer across every route (`~plan:NAME`, which no route id can be).
+    pub counter_id: Option<String>,
 }
 
 /// What the rate-limit policy learned about one request.
@@ -75,6 +78,7 @@ impl RouteLimit {
         let key_value: Option<Cow<'_, str>> = match &self.limit.key {
             KeyKind::Ip => x.req.client_ip.map(Cow::Borrowed),
             KeyKind::Sub => cx.subject().map(Cow::Borrowed),
+            KeyKind::Consumer => cx.consumer.as_ref().map(|c| Cow::Borrowed(c.id.as_str())),
             KeyKind::Route => None,
             KeyKind::Header(name) => x.req.headers.get(name).map(Cow::Owned),
         };
@@ -84,12 +88,13 @@ impl RouteLimit {
             return self.verdict(decision, state);
         }
         let limiter = &x.state.limiter;
+        let counter_id = self.counter_id.as_deref().unwrap_or(&x.route.id);
         let decision = loop {
             let now = x.ports.now_ms();
             let step =
                 limiter
                     .borrow_mut()
-                    .check(&x.route.id, &self.limit, key_value.as_deref(), now);
+                    .check(counter_id, &self.limit, key_value.as_deref(), now);
             match step {
                 Step::Decided(d) => break d,
                 Step::Read { kv_key } => {
@@ -137,34 +142,20 @@ impl RouteLimit {
         state: &mut State,
     ) -> Result<Decision, Problem> {
         let (ports, limit) = (x.ports, &self.limit);
-        let leases = &x.state.leases;
+        let counter_id = self.counter_id.as_deref().unwrap_or(&x.route.id);
         let mut ticket = Ticket::default();
         let (verdict, key) = loop {
-            let now = ports.now_ms();
             // Computed on every turn: a wait may cross into the next window.
-            let key = counter_key(&x.route.id, limit, key_value, now);
+            let key = counter_key(counter_id, limit, key_value, ports.now_ms());
             let ask = Ask {
                 counter: key.series(),
                 start_ms: key.window_start_ms,
                 end_ms: key.window_end_ms,
                 limit: u64::from(limit.requests),
             };
-            let step = leases.borrow_mut().acquire(&ask, now, &mut ticket);
-            match step {
-                Acquire::Decided(v) => break (v, key),
-                Acquire::Call(c) => {
-                    let got = ports.limiter_call(&c.body).await;
-                    if let Err(e) = &got {
-                        ports.event(&Event::LimiterError {
-                            route: Some(&x.route.id),
-                            counter: &c.body.counter,
-                            error: e,
-                        });
-                    }
-                    let now = ports.now_ms();
-                    leases.borrow_mut().on_reply(&c, got.map_err(|_| ()), now);
-                }
-                Acquire::Wait => ports.sleep(global::WAIT_POLL_MS).await,
+            let leases = &x.state.leases;
+            if let Some(verdict) = acquire(leases, ports, &ask, &mut ticket, &x.route.id).await {
+                break (verdict, key);
             }
         };
         let now = ports.now_ms();
@@ -195,6 +186,40 @@ impl RouteLimit {
                 decision(true, u64::from(limit.requests))
             }
         })
+    }
+}
+
+/// Takes one unit of a global counter for one request: `None` when the
+/// period ended while waiting (ask again, same ticket, with the next period).
+pub async fn acquire<P: Ports>(
+    leases: &RefCell<Leases>,
+    ports: &P,
+    ask: &Ask<'_>,
+    ticket: &mut Ticket,
+    route: &str,
+) -> Option<Verdict> {
+    loop {
+        let now = ports.now_ms();
+        if now >= ask.end_ms {
+            return None;
+        }
+        let step = leases.borrow_mut().acquire(ask, now, ticket);
+        match step {
+            Acquire::Decided(v) => return Some(v),
+            Acquire::Call(c) => {
+                let got = ports.limiter_call(&c.body).await;
+                if let Err(e) = &got {
+                    ports.event(&Event::LimiterError {
+                        route: Some(route),
+                        counter: &c.body.counter,
+                        error: e,
+                    });
+                }
+                let now = ports.now_ms();
+                leases.borrow_mut().on_reply(&c, got.map_err(|_| ()), now);
+            }
+            Acquire::Wait => ports.sleep(global::WAIT_POLL_MS).await,
+        }
     }
 }
 

@@ -679,7 +679,7 @@ fn key_kinds() {
         .unwrap_err()
         .to_string();
     assert!(
-        bad.contains("rate_limit.key \"nope\" must be ip, sub, route or header:NAME"),
+        bad.contains("rate_limit.key \"nope\" must be ip, sub, consumer, route or header:NAME"),
         "{bad}"
     );
 
