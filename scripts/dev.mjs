@@ -5,9 +5,12 @@
 // `make build` (see wrangler.toml) and serves it with a local KV store and cache
 // under .wrangler/state.
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import { startOrigin } from './origin.mjs';
 
 const PORT = Number(process.env.PORT || 8787);
+// The admin token of this session (consumers API, cache purges); set your own with GATEWAY_ADMIN_TOKEN.
+const ADMIN = process.env.GATEWAY_ADMIN_TOKEN || 'dev-' + crypto.randomBytes(12).toString('hex');
 const base = `http://127.0.0.1:${PORT}`;
 
 const origins = [];
@@ -24,6 +27,7 @@ for (const [name, port] of [['eu', 9101], ['us', 9102]]) {
 const wrangler = spawn(
   'npx',
   ['wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(PORT), '--var', 'DEV_GEO_HEADERS:true',
+    '--var', `GATEWAY_ADMIN_TOKEN:${ADMIN}`,
     '--show-interactive-dev-session=false'],
   { stdio: ['ignore', 'inherit', 'inherit'], detached: true, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' } },
 );
@@ -58,6 +62,12 @@ The gateway is ready on ${base}. Try:
   curl -i -X PUT -d '{"name":"Ada"}' ${base}/api/users/42
   curl -i -X POST ${base}/api/users/42          # 405 with Allow
   curl -i ${base}/files/reports/2026.csv
+
+Consumers and API keys (admin token of this session: ${ADMIN}):
+
+  curl -X POST ${base}/__gateway/consumers -H 'Authorization: Bearer ${ADMIN}' -d '{"id":"acme","plan":"demo"}'
+  curl -X POST ${base}/__gateway/consumers/acme/keys -H 'Authorization: Bearer ${ADMIN}'
+  curl -i ${base}/api/reports/7 -H 'x-api-key: <the key printed above>'
 
 Every request prints one JSON log line above. Ctrl-C stops the gateway and the origins.
 `);

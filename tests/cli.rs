@@ -19,7 +19,7 @@ fn gateway(args: &[&str]) -> (i32, String, String) {
 fn check_accepts_the_repository_routes_and_prints_the_table() {
     let (code, out, err) = gateway(&["check", "routes.json"]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.starts_with("routes.json: ok, 3 routes\n"), "{out}");
+    assert!(out.starts_with("routes.json: ok, 4 routes\n"), "{out}");
     assert!(
         out.contains("get-user") && out.contains("/api/users/{id}"),
         "{out}"

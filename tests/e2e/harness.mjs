@@ -188,6 +188,15 @@ export function mergeConfig(fragments) {
       if (file.cors) throw new Error(`suite ${suite}: a top-level cors is already defined`);
       file.cors = part.cors;
     }
+    for (const [name, plan] of Object.entries(part.plans ?? {})) {
+      file.plans ??= {};
+      if (file.plans[name]) throw new Error(`suite ${suite}: plan "${name}" is already defined`);
+      file.plans[name] = plan;
+    }
+    if (part.api_keys) {
+      if (file.api_keys) throw new Error(`suite ${suite}: api_keys is already defined`);
+      file.api_keys = part.api_keys;
+    }
     for (const route of part.routes ?? []) {
       if (ids.has(route.id)) throw new Error(`suite ${suite}: route id "${route.id}" is already used`);
       ids.add(route.id);
@@ -195,7 +204,8 @@ export function mergeConfig(fragments) {
     }
     // Any suite may switch the docs page on; it then lists every suite's routes.
     if (part.docs) file.docs = true;
-    const unknown = Object.keys(part).filter((k) => !['origins', 'jwt', 'cors', 'routes', 'docs'].includes(k));
+    const known = ['origins', 'jwt', 'cors', 'plans', 'api_keys', 'routes', 'docs'];
+    const unknown = Object.keys(part).filter((k) => !known.includes(k));
     if (unknown.length) throw new Error(`suite ${suite}: unknown config keys ${unknown.join(', ')}`);
   }
   return file;
@@ -606,8 +616,10 @@ export class E2E {
    * Its `GATEWAY_LIMITER` binding names the class in `limiterScript` (by default
    * the first process's Worker), reached through this run's dev registry: two
    * independent gateway processes sharing one limiter. Stopped by stop().
+   * `kv` (key -> value) is written to the peer's KV before it starts, with
+   * `wrangler kv key put --local`: what KV's replication would bring it.
    */
-  async startPeer({ name = `${E2E.WORKER_NAME}-peer-${this.peers.length + 1}`, limiterScript = E2E.WORKER_NAME } = {}) {
+  async startPeer({ name = `${E2E.WORKER_NAME}-peer-${this.peers.length + 1}`, limiterScript = E2E.WORKER_NAME, kv = {} } = {}) {
     const dir = path.join(this.tmp, name);
     await fsp.mkdir(dir, { recursive: true });
     const toml = [
@@ -634,6 +646,15 @@ export class E2E {
     await fsp.writeFile(configFile, toml.join('\n'));
     const secrets = path.join(this.tmp, '.dev.vars');
     if (fs.existsSync(secrets)) await fsp.copyFile(secrets, path.join(dir, '.dev.vars'));
+    for (const [key, value] of Object.entries(kv)) {
+      const put = await run(
+        'npx',
+        ['wrangler', 'kv', 'key', 'put', key, value, '--binding', 'GATEWAY_KV', '--local',
+          '--persist-to', path.join(dir, 'state'), '--config', configFile],
+        { env: { WRANGLER_SEND_METRICS: 'false' } },
+      );
+      if (put.code !== 0) throw new Error(`wrangler kv key put failed:\n${tail(put.output)}`);
+    }
     const peer = new Wrangler({
       dir,
       configFile,

@@ -9,7 +9,8 @@ import { describe, test } from 'node:test';
 
 import { assertProblem, header } from '../assert.mjs';
 
-const ADMIN_TOKEN = 'cache-admin-' + crypto.randomBytes(16).toString('hex');
+import { ADMIN_TOKEN } from '../lib/admin.mjs';
+
 const JWT_SECRET = 'cache-hmac-secret-' + crypto.randomBytes(24).toString('hex');
 const ISSUER = 'https://cache.e2e.test/';
 
