@@ -57,6 +57,24 @@ const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) |
 const ISSUER = 'https://bench.example/';
 const AUDIENCE = 'bench';
 const HIGH_LIMIT = { requests: 100_000_000, window_s: 60, key: 'route' };
+const ADMIN_TOKEN = 'bench-admin-' + crypto.randomBytes(12).toString('hex');
+// The gateway Worker's bindings: KV, and the limiter objects of global limits and quotas.
+const GATEWAY_BINDINGS = [
+  '', '[[kv_namespaces]]', 'binding = "GATEWAY_KV"', 'id = "bench-gateway"',
+  '', '[[durable_objects.bindings]]', 'name = "GATEWAY_LIMITER"', 'class_name = "GatewayLimiter"',
+  '', '[[migrations]]', 'tag = "v1"', 'new_sqlite_classes = ["GatewayLimiter"]',
+];
+
+/** Creates a consumer on `plan` through the admin API of the gateway at `base`; resolves its key. */
+async function benchKey(base, plan) {
+  const admin = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
+  const id = `bench-${crypto.randomBytes(4).toString('hex')}`;
+  const made = await fetch(`${base}/__gateway/consumers`, { method: 'POST', headers: admin, body: JSON.stringify({ id, plan }) });
+  if (made.status !== 201) throw new Error(`creating a bench consumer: ${made.status} ${await made.text()}`);
+  const key = await fetch(`${base}/__gateway/consumers/${id}/keys`, { method: 'POST', headers: admin });
+  if (key.status !== 201) throw new Error(`creating a bench key: ${key.status} ${await key.text()}`);
+  return (await key.json()).key;
+}
 
 // --- processes -----------------------------------------------------------------
 // Children run in their own process groups, so wrangler and its workerd children
@@ -325,6 +343,10 @@ function gatewayRoutes(originUrl, keys) {
       'bench-ps256': { issuer: ISSUER, audiences: [AUDIENCE], keys: { keys: [keys.psJwk] }, algorithms: ['PS256'] },
       'bench-eddsa': { issuer: ISSUER, audiences: [AUDIENCE], keys: { keys: [keys.edJwk] }, algorithms: ['EdDSA'] },
     },
+    plans: {
+      'bench-plain': {},
+      'bench-quota': { quota: { requests: 100_000_000, period: 'month' } },
+    },
     routes: [
       route('route'),
       route('hs256', { auth: { jwt: 'bench-hs256' } }),
@@ -336,6 +358,9 @@ function gatewayRoutes(originUrl, keys) {
       route('ratelimit', { rate_limit: HIGH_LIMIT }),
       route('cache', { cache: { ttl_s: 3600 } }),
       route('full', { auth: { jwt: 'bench-hs256' }, rate_limit: HIGH_LIMIT }),
+      route('global', { rate_limit: { ...HIGH_LIMIT, scope: 'global' } }),
+      route('apikey', { auth: { api_key: { plans: ['bench-plain'] } } }),
+      route('apikey-quota', { auth: { api_key: { plans: ['bench-quota'] } } }),
       ...filler,
     ],
   };
@@ -720,11 +745,11 @@ function report(r) {
     L.push('');
     L.push('Exact counts of calls into the wasm-bindgen imports, from an instrumented copy of the build (`bench/crossings.mjs`), 200 requests per route, background work (`waitUntil`) included. Each call also copies its string arguments across (UTF-8 <-> UTF-16).');
     L.push('');
-    L.push('| route | calls/request | strings decoded from wasm (TextDecoder.decode) | closures registered (FinalizationRegistry) | most frequent calls (per request) |');
-    L.push('|---|---:|---:|---:|---|');
+    L.push('| route | calls/request | strings decoded from wasm (TextDecoder.decode) | closures registered (FinalizationRegistry) | Durable Object calls | most frequent calls (per request) |');
+    L.push('|---|---:|---:|---:|---:|---|');
     for (const c of r.crossings) {
-      const top = c.top.filter(([name]) => !name.startsWith('(glue)')).slice(0, 6).map(([name, x]) => `${name.replace(/^__wbg_/, '')} ${x.toFixed(1)}`).join(', ');
-      L.push(`| ${c.label} | ${c.perRequest.toFixed(1)} | ${f(c.glue?.['TextDecoder.decode'] ?? 0, 1)} | ${f(c.glue?.['FinalizationRegistry.register'] ?? 0, 1)} | ${top} |`);
+      const top = c.top.filter(([name]) => !name.startsWith('(')).slice(0, 6).map(([name, x]) => `${name.replace(/^__wbg_/, '')} ${x.toFixed(1)}`).join(', ');
+      L.push(`| ${c.label} | ${c.perRequest.toFixed(1)} | ${f(c.glue?.['TextDecoder.decode'] ?? 0, 1)} | ${f(c.glue?.['FinalizationRegistry.register'] ?? 0, 1)} | ${f(c.glue?.['Durable Object fetch'] ?? 0, 3)} | ${top} |`);
     }
     L.push('');
     const full = r.crossings.find((c) => c.id === 'gateway-full') ?? r.crossings[0];
@@ -874,8 +899,8 @@ async function main() {
     },
     gateway: {
       label: 'this gateway',
-      configFile: await toml('gateway', ['name = "bench-gateway"', `main = ${JSON.stringify(path.join(buildDir, 'index.js'))}`, '', '[[kv_namespaces]]', 'binding = "GATEWAY_KV"', 'id = "bench-gateway"']),
-      vars: { BENCH_JWT_SECRET: keys.hmacSecret },
+      configFile: await toml('gateway', ['name = "bench-gateway"', `main = ${JSON.stringify(path.join(buildDir, 'index.js'))}`, ...GATEWAY_BINDINGS]),
+      vars: { BENCH_JWT_SECRET: keys.hmacSecret, GATEWAY_ADMIN_TOKEN: ADMIN_TOKEN },
       probe: { path: '/__gateway/health' },
     },
   };
@@ -940,6 +965,19 @@ async function main() {
             throw new Error('the cached route never answered x-cache: HIT');
           },
         },
+        { id: 'gateway-global', group: '4i', label: 'gateway: + global rate limit', what: 'routing + a `scope: "global"` rate limit (100,000,000 per 60 s, key `route`): budgets leased from the GatewayLimiter Durable Object, spent in the isolate; the Durable Object calls per request are in the calls table.', path: '/bench/global/42', prepare: async (url, h) => { const res = await expectStatus(url, h, 200, 'global route'); if (!res.headers.get('ratelimit-remaining')) notes.push('the global route answered without ratelimit-remaining'); } },
+        ...[['apikey', '4j', 'gateway: + API key', 'routing + an API key checked (format and checksum, SHA-256, the isolate\'s lookup cache; KV once per 30 s), consumer headers set, then forward. Compare with 4b (JWT HS256).'],
+          ['apikey-quota', '4k', 'gateway: + API key + quota', 'as 4j, plus a monthly quota of 100,000,000 counted by the GatewayLimiter Durable Object (leases, as global limits).']].map(([route, group, label, what]) => {
+          const headers = {};
+          return {
+            id: `gateway-${route}`, group, label, what, path: `/bench/${route}/42`, headers,
+            prepare: async (url) => {
+              await expectStatus(url, {}, 401, `${route} route without a key`);
+              headers['x-api-key'] = await benchKey(new URL(url).origin, route === 'apikey' ? 'bench-plain' : 'bench-quota');
+              await expectStatus(url, headers, 200, `${route} route with a key`);
+            },
+          };
+        }),
         { id: 'gateway-full', group: '4g', label: 'gateway: full chain', what: 'routing + JWT HS256 + rate limit + forward (no cache): the same work as the Hono gateway.', path: '/bench/full/42', headers: bearer('HS256'), prepare: async (url, h) => { await expectStatus(url, {}, 401, 'full chain without a token'); await expectStatus(url, h, 200, 'full chain'); } },
       ],
     },
@@ -983,7 +1021,7 @@ async function main() {
   const gatewayStep = plan.find((p) => p.worker === 'gateway');
   if (opts.crossings && gatewayStep) {
     const entry = await instrumentedBuild(buildDir, path.join(scratchDir, 'crossings-build'));
-    const configFile = await toml('gateway-crossings', ['name = "bench-gateway-crossings"', `main = ${JSON.stringify(entry)}`, '', '[[kv_namespaces]]', 'binding = "GATEWAY_KV"', 'id = "bench-gateway"']);
+    const configFile = await toml('gateway-crossings', ['name = "bench-gateway-crossings"', `main = ${JSON.stringify(entry)}`, ...GATEWAY_BINDINGS]);
     log('counting the gateway\'s wasm -> JS calls per request (an instrumented copy of the build)');
     const w = await startWorker({ name: 'gateway-crossings', configFile, vars: workers.gateway.vars, probe: workers.gateway.probe });
     try {
