@@ -45,6 +45,7 @@ WebAssembly.Instance = function (module, imports) {
 
 const ENTRY = `import './prelude.js';
 import Gateway from './index.js';
+export { GatewayLimiter } from './index.js';
 // Durable Object calls (global limits, quotas): every stub fetch of GATEWAY_LIMITER.
 const key = '(edge) Durable Object fetch';
 globalThis.__benchBodies.set(key, 'GATEWAY_LIMITER stub.fetch, counted by the entry point');
