@@ -208,7 +208,7 @@ pub fn page(file: &RoutesFile, title: &str, version: &str, openapi_href: &str) -
              <td><code>{path}</code>{host}</td><td>{auth}</td><td>{limit}</td><td>{cache}</td>\
              <td>{validation}</td><td>{cors}</td></tr>",
             id = escape(&r.id),
-            origin = escape(&r.origin),
+            origin = escape(&r.origin.to_string()),
             methods = methods_cell(r),
             path = escape(&r.path),
             auth = auth_cell(r),

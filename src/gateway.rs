@@ -16,6 +16,7 @@ use crate::policy::ratelimit::phase::RouteLimit;
 use crate::policy::Policy;
 use crate::route::{Match, RouteTable};
 use crate::upstream::region::Regions;
+use crate::upstream::split::Split;
 
 /// The routes file embedded at build time.
 pub const EMBEDDED_ROUTES: &str = include_str!(concat!(env!("OUT_DIR"), "/routes.json"));
@@ -40,7 +41,10 @@ pub const VERSION: &str = env!("GATEWAY_BUILD_VERSION");
 pub struct RegionRt {
     pub name: String,
     /// The base URL without a trailing slash: the upstream path is appended to it.
+    /// For a service binding, `https://<binding, lower case>.service`.
     pub base: String,
+    /// The service binding requests to this region go through.
+    pub service: Option<String>,
 }
 
 /// An origin, compiled.
@@ -51,6 +55,8 @@ pub struct OriginRt {
     /// Region choice by the caller's country and continent.
     pub choice: Regions,
     pub timeout_ms: u64,
+    /// Failovers within this percentage of the origin's requests (10 s window).
+    pub retry_budget_percent: Option<u32>,
 }
 
 /// A route, compiled.
@@ -59,9 +65,13 @@ pub struct RouteRt {
     pub id: String,
     /// The configured path template, for logs.
     pub path: String,
+    /// The origin, or the first of a split.
     pub origin: usize,
+    /// A weighted split over origins, with its sticky key.
+    pub split: Option<(Split, Option<config::KeyKind>)>,
     pub rewrite: Option<Vec<RewritePart>>,
-    pub timeout_ms: u64,
+    /// The route's own `timeout_ms`; else the origin's.
+    pub timeout_ms: Option<u64>,
     pub methods: Vec<Method>,
     /// The route's policies, in the order they see a request.
     pub chain: Vec<Policy>,
@@ -237,11 +247,19 @@ impl Gateway {
                     .iter()
                     .map(|r| RegionRt {
                         name: r.name.clone(),
-                        base: r.url.trim_end_matches('/').to_string(),
+                        base: match (&r.url, &r.service) {
+                            (Some(url), _) => url.trim_end_matches('/').to_string(),
+                            (None, Some(binding)) => {
+                                format!("https://{}.service", binding.to_ascii_lowercase())
+                            }
+                            (None, None) => String::new(),
+                        },
+                        service: r.url.is_none().then(|| r.service.clone()).flatten(),
                     })
                     .collect(),
                 choice: Regions::new(o),
                 timeout_ms: o.timeout_ms,
+                retry_budget_percent: o.retry_budget_percent,
             })
             .collect();
         let providers: Vec<Result<Provider, String>> = file
@@ -279,10 +297,23 @@ impl Gateway {
         });
         let mut routes = Vec::with_capacity(file.routes.len());
         for r in &file.routes {
-            let origin = origin_names
-                .iter()
-                .position(|n| **n == r.origin)
-                .ok_or_else(|| format!("route \"{}\": unknown origin \"{}\"", r.id, r.origin))?;
+            let origin_index = |name: &str| {
+                origin_names
+                    .iter()
+                    .position(|n| *n == name)
+                    .ok_or_else(|| format!("route \"{}\": unknown origin \"{name}\"", r.id))
+            };
+            let origin = origin_index(r.origin.first())?;
+            let split = match &r.origin {
+                config::OriginRef::One(_) => None,
+                config::OriginRef::Split(list) => {
+                    let weights = list
+                        .iter()
+                        .map(|w| Ok((origin_index(&w.origin)?, w.weight)))
+                        .collect::<Result<Vec<_>, String>>()?;
+                    Split::new(&weights).map(|s| (s, r.sticky.clone()))
+                }
+            };
             let template =
                 parse_path(&r.path).map_err(|e| format!("route \"{}\": path {e}", r.id))?;
             let rewrite = r
@@ -332,8 +363,9 @@ impl Gateway {
                 id: r.id.clone(),
                 path: r.path.clone(),
                 origin,
+                split,
                 rewrite,
-                timeout_ms: r.timeout_ms.unwrap_or(file.origins[&r.origin].timeout_ms),
+                timeout_ms: r.timeout_ms,
                 methods: config::validate::route_methods(r).into_iter().collect(),
                 chain,
             });

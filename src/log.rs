@@ -30,6 +30,9 @@ pub struct LogLine {
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_ms: Option<u64>,
+    /// The origin a weighted split chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,6 +41,9 @@ pub struct LogLine {
     pub attempts: Vec<Attempt>,
     /// Attempts after the first: how many times another region was tried.
     pub failovers: usize,
+    /// A failover was not tried: the origin's retry budget was spent.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retry_budget_exhausted: bool,
     /// `HIT`, `MISS` or `BYPASS` on cached routes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<&'static str>,

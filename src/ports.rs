@@ -31,6 +31,8 @@ pub struct UpstreamRequest<'a> {
     /// cuts it before it passes this and answers [`FetchError::BodyTooLarge`] (the
     /// Workers edge does not count yet).
     pub max_body_bytes: Option<u64>,
+    /// Send through this Worker service binding instead of the network.
+    pub service: Option<&'a str>,
 }
 
 /// Why the incoming request's body could not be read whole.

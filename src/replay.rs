@@ -239,8 +239,13 @@ fn json_line(v: &Value) -> Result<Request, String> {
     })
 }
 
-/// What the log line says: route id, region, error.
-type Logged = (Option<String>, Option<String>, Option<String>);
+/// What the log line said: route, region, error, the origin a split chose.
+type Logged = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// The ports replay runs on: no network, everything asked for is recorded.
 #[derive(Default)]
@@ -316,8 +321,12 @@ impl Ports for ReplayPorts {
         Ok(false)
     }
     fn record(&self, line: &LogLine) {
-        *self.log.borrow_mut() =
-            Some((line.route.clone(), line.region.clone(), line.error.clone()));
+        *self.log.borrow_mut() = Some((
+            line.route.clone(),
+            line.region.clone(),
+            line.error.clone(),
+            line.origin.clone(),
+        ));
     }
     fn event(&self, _event: &Event<'_>) {}
 }
@@ -389,7 +398,8 @@ impl Replayer {
             has_body: r.has_body,
         };
         let reply = block_on(pipeline::handle(gw, &state, &ports, &incoming));
-        let (route_id, region, error) = ports.log.borrow_mut().take().unwrap_or_default();
+        let (route_id, region, error, split_origin) =
+            ports.log.borrow_mut().take().unwrap_or_default();
         let route = route_id
             .as_deref()
             .and_then(|id| gw.routes.iter().find(|rt| rt.id == id));
@@ -421,7 +431,7 @@ impl Replayer {
         } else {
             match (&reply.body, ports.fetched.borrow().clone(), route) {
                 (Body::Upstream(_), Some(url), Some(rt)) => Decision::Upstream {
-                    origin: gw.origins[rt.origin].name.clone(),
+                    origin: split_origin.unwrap_or_else(|| gw.origins[rt.origin].name.clone()),
                     region: region.unwrap_or_default(),
                     url,
                 },

@@ -56,7 +56,7 @@ fn cache(r: &Route) -> String {
 fn target(r: &Route) -> String {
     match &r.rewrite {
         Some(rw) => format!("{} {}", r.origin, rw),
-        None => r.origin.clone(),
+        None => r.origin.to_string(),
     }
 }
 

@@ -73,6 +73,12 @@ pub struct Origin {
     /// Skip a region after consecutive failures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreaker>,
+    /// Failover attempts beyond the first attempt stay within this percentage
+    /// of the origin's requests over the last 10 seconds (per isolate); past
+    /// it a failed attempt is answered as if no region were left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub retry_budget_percent: Option<u32>,
 }
 
 pub(crate) fn default_timeout_ms() -> u64 {
@@ -87,8 +93,15 @@ pub struct Region {
     #[schemars(length(min = 1))]
     pub name: String,
     /// `http` or `https` base URL; a path prefix is prepended to the upstream path.
+    /// Exactly one of `url` and `service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^https?://"))]
-    pub url: String,
+    pub url: Option<String>,
+    /// A Worker service binding (`[[services]]` in `wrangler.toml`) that
+    /// requests go through instead of a URL. Exactly one of `url` and `service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub service: Option<String>,
     /// Continent codes (AF AN AS EU NA OC SA), ISO 3166 alpha-2 country codes, or `*`.
     #[serde(default)]
     pub serves: Vec<String>,
@@ -351,8 +364,18 @@ pub struct Route {
     /// Allowed methods; default all. GET implies HEAD.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub methods: Option<Vec<Method>>,
-    /// Name of an entry in `origins`.
-    pub origin: String,
+    /// Name of an entry in `origins`, or a weighted split over several:
+    /// `[{"origin": "users-v1", "weight": 90}, {"origin": "users-v2", "weight": 10}]`.
+    pub origin: OriginRef,
+    /// With a split `origin`: the same value of this key (`ip`, `sub`,
+    /// `consumer` or `header:NAME`) always goes to the same origin while the
+    /// weights do not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "Option<String>",
+        regex(pattern = r"^(ip|sub|consumer|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$")
+    )]
+    pub sticky: Option<KeyKind>,
     /// Upstream path template over the path's parameters; default the request path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^/"))]
@@ -392,6 +415,89 @@ pub struct Route {
     /// Parameter edits on the upstream query string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<QueryRules>,
+}
+
+/// A route's `origin`: one origin by name, or a weighted split.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(untagged)]
+pub enum OriginRef {
+    One(String),
+    Split(Vec<WeightedOrigin>),
+}
+
+/// One origin of a split and its share.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedOrigin {
+    /// Name of an entry in `origins`.
+    pub origin: String,
+    /// Relative share of the route's requests; 0 sends it none.
+    pub weight: u32,
+}
+
+impl OriginRef {
+    /// The origin names, in file order.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            OriginRef::One(name) => vec![name.as_str()],
+            OriginRef::Split(list) => list.iter().map(|w| w.origin.as_str()).collect(),
+        }
+    }
+
+    /// The first origin named.
+    pub fn first(&self) -> &str {
+        match self {
+            OriginRef::One(name) => name,
+            OriginRef::Split(list) => list.first().map_or("", |w| w.origin.as_str()),
+        }
+    }
+}
+
+impl From<&str> for OriginRef {
+    fn from(name: &str) -> Self {
+        OriginRef::One(name.to_string())
+    }
+}
+
+impl std::fmt::Display for OriginRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OriginRef::One(name) => f.write_str(name),
+            OriginRef::Split(list) => {
+                for (i, w) in list.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    write!(f, "{}:{}", w.origin, w.weight)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Serialize for OriginRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            OriginRef::One(name) => name.serialize(s),
+            OriginRef::Split(list) => list.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OriginRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        match value {
+            serde_json::Value::String(name) => Ok(OriginRef::One(name)),
+            serde_json::Value::Array(_) => serde_json::from_value(value)
+                .map(OriginRef::Split)
+                .map_err(serde::de::Error::custom),
+            _ => Err(serde::de::Error::custom(
+                "origin must be an origin name or a list of {\"origin\", \"weight\"}",
+            )),
+        }
+    }
 }
 
 /// A route's `auth`: one requirement, or a list of alternatives.

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::path::{parse_path, parse_rewrite};
 use super::types::{
     Algorithm, AuthSpec, Cors, GeoRule, HeaderRules, IpRule, JwtProvider, KeyKind, Method, Origin,
-    QueryRules, RateScope, Route, RoutesFile,
+    OriginRef, QueryRules, RateScope, Route, RoutesFile,
 };
 
 /// One problem in a routes file.
@@ -55,6 +55,64 @@ pub fn is_name(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// A route's `origin` (one, or a weighted split) and its `sticky` key.
+fn check_route_origin(
+    file: &RoutesFile,
+    invalid: &Invalid,
+    route: &Route,
+    subject: &str,
+    problems: &mut Problems,
+) {
+    let known = |name: &str| file.origins.contains_key(name) || invalid.origins.contains(name);
+    match &route.origin {
+        OriginRef::One(name) => {
+            if !known(name) {
+                problems.add(subject, format!("unknown origin \"{name}\""));
+            }
+        }
+        OriginRef::Split(list) => {
+            if list.is_empty() {
+                problems.add(subject, "origin: a split lists at least one origin");
+            }
+            let mut seen = BTreeSet::new();
+            for w in list {
+                if !known(&w.origin) {
+                    problems.add(subject, format!("origin: unknown origin \"{}\"", w.origin));
+                }
+                if !seen.insert(w.origin.as_str()) {
+                    problems.add(subject, format!("origin: \"{}\" is listed twice", w.origin));
+                }
+            }
+            let total: u64 = list.iter().map(|w| u64::from(w.weight)).sum();
+            if !list.is_empty() && total == 0 {
+                problems.add(subject, "origin: the weights add up to 0");
+            }
+        }
+    }
+    let Some(sticky) = &route.sticky else {
+        return;
+    };
+    if !matches!(route.origin, OriginRef::Split(_)) {
+        problems.add(subject, "sticky is only valid with a split origin (a list)");
+    }
+    let auth = route.auth.as_ref();
+    match sticky {
+        KeyKind::Route => problems.add(
+            subject,
+            "sticky must be ip, sub, consumer or header:NAME (\"route\" is one value for all)",
+        ),
+        KeyKind::Sub if auth.is_none_or(|a| a.jwts().next().is_none()) => problems.add(
+            subject,
+            "sticky \"sub\" needs a jwt requirement in the route's auth",
+        ),
+        KeyKind::Consumer if auth.is_none_or(|a| a.api_key().is_none()) => problems.add(
+            subject,
+            "sticky \"consumer\" needs an api_key requirement in the route's auth",
+        ),
+        _ => {}
+    }
 }
 
 /// A route's `auth`: each alternative is a `jwt` or an `api_key` requirement.
@@ -639,8 +697,39 @@ fn check_origin(name: &str, origin: &Origin, problems: &mut Problems) {
                 format!("regions: region name \"{}\" is used twice", region.name),
             );
         }
-        if let Err(e) = check_base_url(&region.url) {
-            problems.add(&subject, format!("region \"{}\": url {e}", region.name));
+        match (&region.url, &region.service) {
+            (Some(url), None) => {
+                if let Err(e) = check_base_url(url) {
+                    problems.add(&subject, format!("region \"{}\": url {e}", region.name));
+                }
+            }
+            (None, Some(binding)) => {
+                let ok = binding
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                    && binding
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    && binding.len() <= 64;
+                if !ok {
+                    problems.add(
+                        &subject,
+                        format!("region \"{}\": service \"{binding}\" is not a binding name ([A-Za-z_][A-Za-z0-9_]*)", region.name),
+                    );
+                }
+            }
+            (Some(_), Some(_)) => problems.add(
+                &subject,
+                format!(
+                    "region \"{}\": has both url and service; give exactly one",
+                    region.name
+                ),
+            ),
+            (None, None) => problems.add(
+                &subject,
+                format!("region \"{}\": needs url or service", region.name),
+            ),
         }
         for code in &region.serves {
             let valid =
@@ -655,6 +744,9 @@ fn check_origin(name: &str, origin: &Origin, problems: &mut Problems) {
     }
     if origin.timeout_ms == 0 {
         problems.add(&subject, "timeout_ms must be at least 1");
+    }
+    if origin.retry_budget_percent.is_some_and(|p| p > 100) {
+        problems.add(&subject, "retry_budget_percent must be 0 to 100");
     }
     if let Some(cb) = origin.circuit_breaker {
         if cb.failures == 0 {
@@ -820,9 +912,7 @@ fn check(file: &RoutesFile, invalid: &Invalid, problems: &mut Problems) {
         if ids.insert(route.id.as_str(), index).is_some() {
             problems.add(&subject, "id is used by more than one route");
         }
-        if !file.origins.contains_key(&route.origin) && !invalid.origins.contains(&route.origin) {
-            problems.add(&subject, format!("unknown origin \"{}\"", route.origin));
-        }
+        check_route_origin(file, invalid, route, &subject, problems);
         if let Some(host) = &route.host {
             if let Err(e) = check_host_pattern(host) {
                 problems.add(&subject, e);
@@ -1264,6 +1354,66 @@ mod tests {
     }
 
     #[test]
+    fn splits_and_sticky_keys_are_checked() {
+        let p = problems(
+            r#"{"origins": {"a": {"regions": [{"name": "x", "url": "https://a"}]},
+                            "b": {"regions": [{"name": "y", "url": "https://b"}]}},
+                "routes": [
+                  {"id": "unknown", "path": "/1", "origin": [{"origin": "a", "weight": 1}, {"origin": "zz", "weight": 1}]},
+                  {"id": "twice", "path": "/2", "origin": [{"origin": "a", "weight": 1}, {"origin": "a", "weight": 2}]},
+                  {"id": "zero", "path": "/3", "origin": [{"origin": "a", "weight": 0}, {"origin": "b", "weight": 0}]},
+                  {"id": "empty", "path": "/4", "origin": []},
+                  {"id": "not-split", "path": "/5", "origin": "a", "sticky": "ip"},
+                  {"id": "route-key", "path": "/6", "origin": [{"origin": "a", "weight": 1}], "sticky": "route"},
+                  {"id": "sub", "path": "/7", "origin": [{"origin": "a", "weight": 1}], "sticky": "sub"},
+                  {"id": "number", "path": "/8", "origin": 5},
+                  {"id": "ok", "path": "/9", "origin": [{"origin": "a", "weight": 90}, {"origin": "b", "weight": 10}],
+                   "sticky": "header:x-user"}]}"#,
+        );
+        for needle in [
+            "route \"unknown\": origin: unknown origin \"zz\"",
+            "route \"twice\": origin: \"a\" is listed twice",
+            "route \"zero\": origin: the weights add up to 0",
+            "route \"empty\": origin: a split lists at least one origin",
+            "route \"not-split\": sticky is only valid with a split origin",
+            "route \"route-key\": sticky must be ip, sub, consumer or header:NAME",
+            "route \"sub\": sticky \"sub\" needs a jwt requirement",
+            "route \"number\": origin must be an origin name or a list",
+        ] {
+            assert!(
+                p.iter().any(|s| s.starts_with(needle)),
+                "missing {needle}: {p:#?}"
+            );
+        }
+        assert!(!p.iter().any(|s| s.starts_with("route \"ok\"")), "{p:#?}");
+    }
+
+    #[test]
+    fn a_region_has_exactly_one_of_url_and_service() {
+        let p = problems(
+            r#"{"origins": {"o": {"regions": [
+                   {"name": "both", "url": "https://h", "service": "USERS"},
+                   {"name": "neither"},
+                   {"name": "bad", "service": "9lives"},
+                   {"name": "dash", "service": "MY-SVC"},
+                   {"name": "ok", "service": "USERS_V2"}]}},
+                "routes": [{"id": "a", "path": "/a", "origin": "o"}]}"#,
+        );
+        for needle in [
+            "origin \"o\": region \"both\": has both url and service",
+            "origin \"o\": region \"neither\": needs url or service",
+            "origin \"o\": region \"bad\": service \"9lives\" is not a binding name",
+            "origin \"o\": region \"dash\": service \"MY-SVC\" is not a binding name",
+        ] {
+            assert!(
+                p.iter().any(|s| s.starts_with(needle)),
+                "missing {needle}: {p:#?}"
+            );
+        }
+        assert_eq!(p.len(), 4, "{p:#?}");
+    }
+
+    #[test]
     fn consumer_rules() {
         let text = r#"{"origins": {"o": {"regions": [{"name": "x", "url": "https://h"}]}},
             "jwt": {"m": {"issuer": "i", "jwks_url": "https://idp/jwks"}},
@@ -1464,13 +1614,15 @@ mod tests {
             "cors: origins: invalid type: string \"*\"",
             "cors: unknown field `credential`",
             "file: unknown field \"extra\"",
+            // The faulty url is set aside, so the region has none left.
+            "origin \"o\": region \"x\": needs url or service",
         ] {
             assert!(
                 p.iter().any(|s| s.starts_with(needle)),
                 "missing {needle}: {p:#?}"
             );
         }
-        assert_eq!(p.len(), 10, "{p:#?}");
+        assert_eq!(p.len(), 11, "{p:#?}");
     }
 
     #[test]

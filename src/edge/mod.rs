@@ -134,14 +134,14 @@ fn event_line(event: &Event<'_>) {
     console_log!("{}", event.to_json());
 }
 
-/// `fetch` with a deadline for the response headers.
+/// A started `fetch` (global, or through a service binding) with a deadline for
+/// the response headers.
 async fn fetch_with_timeout(
-    request: &web_sys::Request,
+    fetch: worker::js_sys::Promise,
     controller: &web_sys::AbortController,
     timeout_ms: u64,
 ) -> Result<web_sys::Response, FetchError> {
-    let global: web_sys::WorkerGlobalScope = worker::js_sys::global().unchecked_into();
-    let fetch = JsFuture::from(global.fetch_with_request(request));
+    let fetch = JsFuture::from(fetch);
     let timeout = Delay::from(Duration::from_millis(timeout_ms));
     match select(fetch, timeout).await {
         Either::Left((Ok(value), _)) => value
@@ -163,6 +163,8 @@ struct EdgePorts {
     kv: Option<KvStore>,
     metrics: Option<AnalyticsEngineDataset>,
     limiter: Option<ObjectNamespace>,
+    /// For regions with a `service` binding.
+    env: Option<Env>,
 }
 
 impl EdgePorts {
@@ -174,6 +176,7 @@ impl EdgePorts {
             kv: None,
             metrics: None,
             limiter: None,
+            env: None,
         }
     }
 }
@@ -214,7 +217,23 @@ impl Ports for EdgePorts {
         init.set_signal(Some(&controller.signal()));
         let request = web_sys::Request::new_with_str_and_init(up.url, &init)
             .map_err(|e| FetchError::Connect(format!("{e:?}")))?;
-        fetch_with_timeout(&request, &controller, up.timeout_ms).await
+        let started = match up.service {
+            Some(binding) => {
+                let fetcher = self
+                    .env
+                    .as_ref()
+                    .and_then(|env| env.service(binding).ok())
+                    .ok_or_else(|| FetchError::Connect(format!("no service binding {binding}")))?;
+                let raw: &worker::worker_sys::Fetcher = fetcher.as_ref().unchecked_ref();
+                raw.fetch(&request)
+                    .map_err(|e| FetchError::Connect(format!("{e:?}")))?
+            }
+            None => {
+                let global: web_sys::WorkerGlobalScope = worker::js_sys::global().unchecked_into();
+                global.fetch_with_request(&request)
+            }
+        };
+        fetch_with_timeout(started, &controller, up.timeout_ms).await
     }
 
     fn status(&self, response: &web_sys::Response) -> u16 {
@@ -237,7 +256,9 @@ impl Ports for EdgePorts {
         init.set_signal(Some(&controller.signal()));
         let request =
             web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| format!("{e:?}"))?;
-        let response = fetch_with_timeout(&request, &controller, JWKS_TIMEOUT_MS)
+        let global: web_sys::WorkerGlobalScope = worker::js_sys::global().unchecked_into();
+        let started = global.fetch_with_request(&request);
+        let response = fetch_with_timeout(started, &controller, JWKS_TIMEOUT_MS)
             .await
             .map_err(|e| format!("{e:?}"))?;
         if response.status() != 200 {
@@ -531,6 +552,7 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     ports.kv = env.kv("GATEWAY_KV").ok();
     ports.metrics = env.analytics_engine("GATEWAY_METRICS").ok();
     ports.limiter = env.durable_object("GATEWAY_LIMITER").ok();
+    ports.env = Some(env.clone());
     let reply = pipeline::handle(&isolate.gw, &isolate.state, &ports, &incoming).await;
     if reply.after.flush_limits && ports.kv.is_some() {
         let background = EdgePorts {

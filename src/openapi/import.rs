@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 
 use crate::config::{self, Auth, CacheRule, JwtProvider, Method, Origin, RateLimit, Region, Route};
-use crate::config::{Problem, RoutesFile};
+use crate::config::{OriginRef, Problem, RoutesFile};
 
 /// The origin name used when the description names none.
 pub const ORIGIN: &str = "api";
@@ -623,11 +623,16 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
             }
         }
 
-        let origin = match op.get("x-gateway-origin").and_then(Value::as_str) {
-            Some(name) if !name.is_empty() => name.to_string(),
-            _ => ORIGIN.to_string(),
+        // A name, or the weighted split an export wrote.
+        let origin = match op.get("x-gateway-origin") {
+            Some(Value::String(name)) if !name.is_empty() => OriginRef::One(name.clone()),
+            Some(v @ Value::Array(_)) => serde_json::from_value(v.clone())
+                .unwrap_or_else(|_| OriginRef::One(ORIGIN.to_string())),
+            _ => OriginRef::One(ORIGIN.to_string()),
         };
-        origins.insert(origin.clone());
+        for name in origin.names() {
+            origins.insert(name.to_string());
+        }
 
         // The id.
         let wanted = op
@@ -731,6 +736,7 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
             host,
             methods: Some(vec![m]),
             origin,
+            sticky: None,
             rewrite: None,
             auth,
             rate_limit,
@@ -795,12 +801,14 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
             name.clone(),
             Origin {
                 regions: vec![Region {
+                    service: None,
                     name: "default".into(),
-                    url,
+                    url: Some(url),
                     serves: vec!["*".into()],
                 }],
                 timeout_ms: config::types::default_timeout_ms(),
                 circuit_breaker: None,
+                retry_budget_percent: None,
             },
         );
     }

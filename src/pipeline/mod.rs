@@ -60,6 +60,8 @@ pub struct IsolateState {
     pub limiter: RefCell<Limiter>,
     /// Leases of global rate-limit budgets.
     pub leases: RefCell<Leases>,
+    /// Retry budgets, one per origin (in `Gateway::origins` order).
+    pub retry_budgets: RefCell<Vec<crate::upstream::budget::Budget>>,
     /// API key lookups, by key hash.
     pub keys: RefCell<crate::policy::consumer::KeyCache>,
     /// One JWKS cache per provider, in `Gateway::providers` order.
@@ -76,6 +78,10 @@ impl IsolateState {
             leases: RefCell::new(Leases::new(isolate_id.clone())),
             limiter: RefCell::new(Limiter::new(isolate_id)),
             keys: RefCell::new(crate::policy::consumer::KeyCache::new()),
+            retry_budgets: RefCell::new(vec![
+                crate::upstream::budget::Budget::new();
+                gw.origins.len()
+            ]),
             jwks: gw
                 .providers
                 .iter()

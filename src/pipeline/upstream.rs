@@ -1,6 +1,7 @@
 //! The upstream phase: region choice, failover, the request the origin receives.
 
 use super::*;
+use crate::config::KeyKind;
 use crate::http::problem::Kind;
 use crate::log::Event;
 use crate::policy::{body_limit, cache};
@@ -85,7 +86,32 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
 ) -> Result<Reply<P::Response>, Problem> {
     let (gw, state, ports, req) = (x.gw, x.state, x.ports, x.req);
     let (route, method) = (x.route, x.method);
-    let origin_index = route.origin;
+    let origin_index = match &route.split {
+        None => route.origin,
+        Some((split, sticky)) => {
+            let value: Option<std::borrow::Cow<'_, str>> = match sticky {
+                None | Some(KeyKind::Route) => None,
+                Some(KeyKind::Ip) => req.client_ip.map(std::borrow::Cow::Borrowed),
+                Some(KeyKind::Sub) => ctx.subject().map(std::borrow::Cow::Borrowed),
+                Some(KeyKind::Consumer) => ctx
+                    .consumer
+                    .as_ref()
+                    .map(|c| std::borrow::Cow::Borrowed(c.id.as_str())),
+                Some(KeyKind::Header(name)) => req.headers.get(name).map(std::borrow::Cow::Owned),
+            };
+            // Randomness only when there is no sticky value to hash.
+            let random = match value {
+                Some(_) => 0,
+                None => {
+                    let b = ports.random_bytes();
+                    u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                }
+            };
+            let chosen = split.pick(value.as_deref(), random);
+            ctx.log.origin = Some(gw.origins[chosen].name.clone());
+            chosen
+        }
+    };
     let origin = &gw.origins[origin_index];
     let Some(upstream_path) = route.upstream_path(x.path, x.params) else {
         return Err(Problem::new(
@@ -100,8 +126,19 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
         .order(origin.choice.choose(req.country, req.continent));
     let mut last: Option<Result<P::Response, FetchError>> = None;
     let upstream_started = ports.now_ms();
+    if origin.retry_budget_percent.is_some() {
+        state.retry_budgets.borrow_mut()[origin_index].note_request(upstream_started);
+    }
     loop {
         let now = ports.now_ms();
+        if let (Some(percent), Some(_)) = (origin.retry_budget_percent, &last) {
+            // A failover: only within the origin's retry budget.
+            let spent = state.retry_budgets.borrow_mut()[origin_index].try_spend(percent, now);
+            if !spent {
+                ctx.log.retry_budget_exhausted = true;
+                break;
+            }
+        }
         let admitted = state
             .breakers
             .borrow_mut()
@@ -127,8 +164,9 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
                 url: &url,
                 method,
                 headers: &headers,
-                timeout_ms: route.timeout_ms,
+                timeout_ms: route.timeout_ms.unwrap_or(origin.timeout_ms),
                 max_body_bytes: route.max_body_bytes(),
+                service: region.service.as_deref(),
             })
             .await;
         if matches!(result, Err(FetchError::BodyTooLarge)) {

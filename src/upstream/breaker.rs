@@ -348,7 +348,8 @@ mod tests {
             regions: (0..regions)
                 .map(|i| Region {
                     name: format!("r{i}"),
-                    url: format!("https://r{i}.example.com"),
+                    url: Some(format!("https://r{i}.example.com")),
+                    service: None,
                     serves: vec![],
                 })
                 .collect(),
@@ -357,6 +358,7 @@ mod tests {
                 failures,
                 cooldown_s,
             }),
+            retry_budget_percent: None,
         }
     }
 

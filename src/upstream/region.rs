@@ -146,12 +146,14 @@ mod tests {
                 .iter()
                 .map(|(name, serves)| Region {
                     name: name.to_string(),
-                    url: format!("https://{name}.example.com"),
+                    url: Some(format!("https://{name}.example.com")),
+                    service: None,
                     serves: serves.iter().map(|s| s.to_string()).collect(),
                 })
                 .collect(),
             timeout_ms: 1000,
             circuit_breaker: None,
+            retry_budget_percent: None,
         }
     }
 

@@ -223,7 +223,7 @@ export function mergeConfig(fragments) {
 export async function buildWorker({ routesFile, buildDir, logFile }) {
   const routes = JSON.parse(await fsp.readFile(routesFile, 'utf8'));
   const markers = [
-    ...Object.values(routes.origins ?? {}).flatMap((o) => (o.regions ?? []).map((r) => r.url)),
+    ...Object.values(routes.origins ?? {}).flatMap((o) => (o.regions ?? []).map((r) => r.url ?? r.service)),
     ...(routes.routes ?? []).map((r) => r.id),
   ].map((m) => Buffer.from(JSON.stringify(m)));
   for (let attempt = 1; ; attempt++) {
@@ -247,8 +247,8 @@ export async function buildWorker({ routesFile, buildDir, logFile }) {
 
 /** `wrangler dev` serving a built Worker; captures its output and the gateway's JSON log lines. */
 export class Wrangler {
-  constructor({ dir, configFile, port, inspectorPort, persistTo, vars = {}, env = {}, readyTimeoutMs = 90_000 }) {
-    Object.assign(this, { dir, configFile, port, inspectorPort, persistTo, vars, env, readyTimeoutMs });
+  constructor({ dir, configFile, port, inspectorPort, persistTo, vars = {}, env = {}, readyTimeoutMs = 90_000, probePath = '/__gateway/health' }) {
+    Object.assign(this, { dir, configFile, port, inspectorPort, persistTo, vars, env, readyTimeoutMs, probePath });
     this.url = `http://127.0.0.1:${port}`;
     this.lines = []; // every output line, stdout and stderr, ANSI stripped
     this.logs = []; // the parsed JSON log lines of the gateway
@@ -348,7 +348,7 @@ export class Wrangler {
         throw new Error(`wrangler dev exited (code ${exited.code}, signal ${exited.signal}) before it was ready:\n${this.output()}`);
       }
       try {
-        const res = await fetch(`${this.url}/__gateway/health`, { signal: AbortSignal.timeout(3000) });
+        const res = await fetch(`${this.url}${this.probePath}`, { signal: AbortSignal.timeout(3000) });
         const text = await res.text();
         if (res.status === 200) return;
         last = `${res.status} ${text.slice(0, 200)}`;
@@ -580,6 +580,15 @@ export class E2E {
       'new_sqlite_classes = ["GatewayLimiter"]',
       '',
     ];
+    // Workers the suites reach through service bindings: each its own `wrangler
+    // dev` process in this run's registry, started before the gateway.
+    this.services = {};
+    for (const spec of this.suites.flatMap((s) => s.services ?? [])) {
+      if (this.services[spec.binding]) throw new Error(`service binding ${spec.binding} is declared twice`);
+      const name = `${E2E.WORKER_NAME}-svc-${spec.binding.toLowerCase().replace(/_/g, '-')}`;
+      this.services[spec.binding] = await this.startServiceWorker(name, spec);
+      toml.push('[[services]]', `binding = ${JSON.stringify(spec.binding)}`, `service = ${JSON.stringify(name)}`, '');
+    }
     if (Object.keys(vars).length) {
       toml.push('[vars]');
       for (const [k, v] of Object.entries(vars)) toml.push(`${k} = ${JSON.stringify(String(v))}`);
@@ -667,6 +676,35 @@ export class E2E {
     this.peers.push(peer);
     await peer.start();
     return peer;
+  }
+
+  /** A Worker of its own (`spec.main`, `spec.vars`) in this run's dev registry. */
+  async startServiceWorker(name, spec) {
+    const dir = path.join(this.tmp, name);
+    await fsp.mkdir(dir, { recursive: true });
+    const toml = [
+      `name = ${JSON.stringify(name)}`,
+      `main = ${JSON.stringify(spec.main)}`,
+      'compatibility_date = "2026-04-20"',
+      '',
+      '[vars]',
+      ...Object.entries(spec.vars ?? {}).map(([k, v]) => `${k} = ${JSON.stringify(String(v))}`),
+      '',
+    ];
+    const configFile = path.join(dir, 'wrangler.toml');
+    await fsp.writeFile(configFile, toml.join('\n'));
+    const worker = new Wrangler({
+      dir,
+      configFile,
+      port: await freePort(),
+      inspectorPort: await freePort(),
+      persistTo: path.join(dir, 'state'),
+      env: { WRANGLER_REGISTRY_PATH: this.registry },
+      probePath: '/',
+    });
+    this.peers.push(worker);
+    await worker.start();
+    return worker;
   }
 
   async stop() {

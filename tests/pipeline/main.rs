@@ -147,6 +147,8 @@ struct Sent {
     headers: Vec<(String, String)>,
     timeout_ms: u64,
     max_body_bytes: Option<u64>,
+    /// The service binding it went through, if any.
+    service: Option<String>,
 }
 
 impl Sent {
@@ -302,6 +304,7 @@ impl Ports for Fake {
             headers,
             timeout_ms: request.timeout_ms,
             max_body_bytes: request.max_body_bytes,
+            service: request.service.map(str::to_string),
         });
         // The edge's port contract: a streamed body past the limit is cut before it
         // is sent whole, and the fetch fails as `BodyTooLarge`.

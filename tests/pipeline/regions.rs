@@ -334,3 +334,157 @@ fn all_regions_open_is_503_without_any_fetch() {
     // Other origins are not affected.
     assert_eq!(w.send(&get("/api/items/1")).status, 200);
 }
+
+#[test]
+fn a_service_binding_region_goes_through_the_binding_and_fails_over_like_a_url() {
+    let w = world(json!({
+        "origins": {"users": {
+            "regions": [
+                {"name": "local", "service": "USERS", "serves": ["*"]},
+                {"name": "remote", "url": "http://remote.test/base"}
+            ],
+            "timeout_ms": 500,
+            "circuit_breaker": {"failures": 1, "cooldown_s": 30}
+        }},
+        "routes": [{"id": "u", "path": "/u/{id}", "origin": "users", "rewrite": "/v1/users/{id}"}]
+    }));
+    let out = w.send(&get("/u/7?x=1").header("x-forwarded-for", "6.6.6.6"));
+    assert_eq!(out.status, 200);
+    let sent = w.ports.sent();
+    assert_eq!(sent[0].service.as_deref(), Some("USERS"));
+    assert_eq!(sent[0].url, "https://users.service/v1/users/7?x=1");
+    // The same header rules as a URL region.
+    assert_eq!(sent[0].h("x-forwarded-for").as_deref(), Some("203.0.113.7"));
+    assert_eq!(sent[0].timeout_ms, 500);
+    assert_eq!(w.ports.last_record()["region"], "local");
+
+    // The binding's Worker fails: failover to the URL region, the breaker opens.
+    w.ports.on("https://users.service/", respond(503, &[]));
+    w.ports.clear_sent();
+    let out = w.send(&get("/u/8"));
+    assert_eq!(out.status, 200);
+    let sent = w.ports.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].service, None);
+    assert_eq!(sent[1].url, "http://remote.test/base/v1/users/8");
+    w.ports.clear_sent();
+    assert_eq!(w.send(&get("/u/9")).status, 200);
+    let sent = w.ports.sent();
+    assert_eq!(sent.len(), 1, "the open breaker skips the binding");
+    assert_eq!(sent[0].service, None);
+}
+
+#[test]
+fn a_weighted_split_spreads_requests_and_a_sticky_key_keeps_its_origin() {
+    let w = world(json!({
+        "origins": {
+            "v1": {"regions": [{"name": "one", "url": "http://v1.test"}], "timeout_ms": 700},
+            "v2": {"regions": [{"name": "two", "url": "http://v2.test"}], "timeout_ms": 900}
+        },
+        "routes": [
+            {"id": "split", "path": "/s", "origin": [{"origin": "v1", "weight": 75}, {"origin": "v2", "weight": 25}]},
+            {"id": "sticky", "path": "/k", "origin": [{"origin": "v1", "weight": 50}, {"origin": "v2", "weight": 50}],
+             "sticky": "header:x-user"},
+            {"id": "drain", "path": "/d", "origin": [{"origin": "v1", "weight": 0}, {"origin": "v2", "weight": 1}]}
+        ]
+    }));
+    for _ in 0..400 {
+        assert_eq!(w.send(&get("/s")).status, 200);
+    }
+    let sent = w.ports.sent();
+    let v1 = sent
+        .iter()
+        .filter(|s| s.url.starts_with("http://v1.test"))
+        .count();
+    assert!((240..=360).contains(&v1), "{v1} of 400 to v1 (75 %)");
+    // Each origin's own timeout.
+    assert!(sent.iter().all(|s| s.timeout_ms
+        == if s.url.starts_with("http://v1") {
+            700
+        } else {
+            900
+        }));
+    let records = w.ports.records();
+    assert!(records
+        .iter()
+        .all(|r| r["origin"] == "v1" || r["origin"] == "v2"));
+    assert_eq!(
+        records.iter().filter(|r| r["origin"] == "v1").count(),
+        v1,
+        "the log line names the origin chosen"
+    );
+
+    // The same key value, the same origin, every time; different values spread.
+    w.ports.clear_sent();
+    let mut by_user = std::collections::BTreeMap::new();
+    for round in 0..5 {
+        for user in 0..40 {
+            w.send(&get("/k").header("x-user", &format!("user-{user}")));
+            let url = w.ports.sent().last().unwrap().url.clone();
+            let first = by_user.entry(user).or_insert_with(|| url.clone());
+            assert_eq!(*first, url, "user-{user} moved in round {round}");
+        }
+    }
+    let on_v1 = by_user
+        .values()
+        .filter(|u| u.starts_with("http://v1"))
+        .count();
+    assert!((8..=32).contains(&on_v1), "{on_v1} of 40 users on v1");
+
+    // Weight 0: drained.
+    w.ports.clear_sent();
+    for _ in 0..20 {
+        w.send(&get("/d"));
+    }
+    assert!(w
+        .ports
+        .sent()
+        .iter()
+        .all(|s| s.url.starts_with("http://v2.test")));
+}
+
+#[test]
+fn a_retry_budget_keeps_failovers_within_its_share_of_requests() {
+    let w = world(json!({
+        "origins": {"api": {
+            "regions": [
+                {"name": "first", "url": "http://first.test", "serves": ["*"]},
+                {"name": "second", "url": "http://second.test"}
+            ],
+            "retry_budget_percent": 20
+        }},
+        "routes": [{"id": "r", "path": "/r", "origin": "api"}]
+    }));
+    w.ports.on("http://first.test/", respond(503, &[]));
+    let statuses: Vec<u16> = (0..50).map(|_| w.send(&get("/r")).status).collect();
+    // One failover (answered 200 by the second region) per five requests.
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|&&s| s == 503).count(), 40);
+    let records = w.ports.records();
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["retry_budget_exhausted"] == true)
+            .count(),
+        40
+    );
+    assert_eq!(records.iter().filter(|r| r["failovers"] == 1).count(), 10);
+    let to_second = w
+        .ports
+        .sent()
+        .iter()
+        .filter(|s| s.url.starts_with("http://second"))
+        .count();
+    assert_eq!(to_second, 10);
+    // Ten seconds later the window has moved on: the old requests no longer count.
+    w.ports.advance(10_000);
+    assert_eq!(
+        w.send(&get("/r")).status,
+        503,
+        "1 request: 20 % of it is no failover"
+    );
+}
