@@ -57,6 +57,7 @@ pub struct OriginRt {
     pub timeout_ms: u64,
     /// Failovers within this percentage of the origin's requests (10 s window).
     pub retry_budget_percent: Option<u32>,
+    pub hedge: Option<config::Hedge>,
 }
 
 /// A route, compiled.
@@ -133,6 +134,11 @@ impl RouteRt {
             Policy::Cors(c) => Some(c),
             _ => None,
         })
+    }
+
+    /// Whether the route is a WebSocket route.
+    pub fn websocket(&self) -> bool {
+        matches!(self.chain.first(), Some(Policy::WebSocket(_)))
     }
 
     /// The route's `max_body_bytes`.
@@ -260,6 +266,7 @@ impl Gateway {
                 choice: Regions::new(o),
                 timeout_ms: o.timeout_ms,
                 retry_budget_percent: o.retry_budget_percent,
+                hedge: o.hedge,
             })
             .collect();
         let providers: Vec<Result<Provider, String>> = file
@@ -324,6 +331,12 @@ impl Gateway {
                 .map_err(|e| format!("route \"{}\": rewrite {e}", r.id))?;
             // The chain, in the order the policies see a request.
             let (mut chain, upstream) = request_policies(&file, r, &template.params)?;
+            if r.websocket {
+                chain.insert(
+                    0,
+                    Policy::WebSocket(crate::policy::websocket::WebSocketPolicy),
+                );
+            }
             if let Some(cors) = CorsPolicy::for_route(file.cors.as_ref(), r) {
                 chain.push(Policy::Cors(cors));
             }

@@ -41,6 +41,10 @@ pub struct LogLine {
     pub attempts: Vec<Attempt>,
     /// Attempts after the first: how many times another region was tried.
     pub failovers: usize,
+    /// A hedged attempt was sent (both attempts are in `attempts`; the loser's
+    /// error is `cancelled`), or `budget` when the hedging budget was spent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<&'static str>,
     /// A failover was not tried: the origin's retry budget was spent.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub retry_budget_exhausted: bool,

@@ -79,6 +79,26 @@ pub struct Origin {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 100))]
     pub retry_budget_percent: Option<u32>,
+    /// Hedged requests: an idempotent request without a body whose attempt
+    /// has no response headers after `after_ms` also goes to the next region;
+    /// the first good answer wins and the other attempt is cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<Hedge>,
+}
+
+/// An origin's hedging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hedge {
+    /// How long the first attempt may go without response headers before the
+    /// second starts, in milliseconds.
+    #[schemars(range(min = 1))]
+    pub after_ms: u64,
+    /// Hedged attempts stay within this percentage of the origin's requests
+    /// over the last 10 seconds (per isolate), so a slow origin never doubles
+    /// its load.
+    #[schemars(range(min = 1, max = 100))]
+    pub budget_percent: u32,
 }
 
 pub(crate) fn default_timeout_ms() -> u64 {
@@ -390,6 +410,10 @@ pub struct Route {
     /// Serve from and fill the edge cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheRule>,
+    /// Accept `Upgrade: websocket` requests (GET only) and proxy the
+    /// connection to the origin once the chain has passed the upgrade.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub websocket: bool,
     /// Overrides the origin's `timeout_ms` for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]

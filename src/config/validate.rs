@@ -748,6 +748,20 @@ fn check_origin(name: &str, origin: &Origin, problems: &mut Problems) {
     if origin.retry_budget_percent.is_some_and(|p| p > 100) {
         problems.add(&subject, "retry_budget_percent must be 0 to 100");
     }
+    if let Some(h) = origin.hedge {
+        if h.after_ms == 0 {
+            problems.add(&subject, "hedge.after_ms must be at least 1");
+        }
+        if !(1..=100).contains(&h.budget_percent) {
+            problems.add(&subject, "hedge.budget_percent must be 1 to 100");
+        }
+        if origin.regions.len() < 2 {
+            problems.add(
+                &subject,
+                "hedge needs at least two regions (the hedge goes to the next one)",
+            );
+        }
+    }
     if let Some(cb) = origin.circuit_breaker {
         if cb.failures == 0 {
             problems.add(&subject, "circuit_breaker.failures must be at least 1");
@@ -866,6 +880,9 @@ fn check_jwt(name: &str, p: &JwtProvider, problems: &mut Problems) {
 
 /// The methods a route answers: its list (GET implying HEAD), or all.
 pub fn route_methods(route: &Route) -> BTreeSet<Method> {
+    if route.websocket {
+        return [Method::Get].into_iter().collect();
+    }
     match &route.methods {
         None => Method::ALL.into_iter().collect(),
         Some(list) => {
@@ -913,6 +930,18 @@ fn check(file: &RoutesFile, invalid: &Invalid, problems: &mut Problems) {
             problems.add(&subject, "id is used by more than one route");
         }
         check_route_origin(file, invalid, route, &subject, problems);
+        if route.websocket {
+            if route
+                .methods
+                .as_ref()
+                .is_some_and(|m| m.iter().any(|m| *m != Method::Get))
+            {
+                problems.add(&subject, "websocket: a WebSocket route allows GET only");
+            }
+            if route.cache.is_some() {
+                problems.add(&subject, "websocket: a WebSocket route cannot be cached");
+            }
+        }
         if let Some(host) = &route.host {
             if let Err(e) = check_host_pattern(host) {
                 problems.add(&subject, e);
@@ -1351,6 +1380,27 @@ mod tests {
                 .any(|s| s == "route \"a\": id is used by more than one route"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn websocket_routes_are_get_only_and_uncached() {
+        let p = problems(
+            r#"{"origins": {"a": {"regions": [{"name": "x", "url": "https://a"}]}},
+                "routes": [
+                  {"id": "post", "path": "/1", "origin": "a", "websocket": true, "methods": ["GET", "POST"]},
+                  {"id": "cached", "path": "/2", "origin": "a", "websocket": true, "cache": {"ttl_s": 5}},
+                  {"id": "ok", "path": "/3", "origin": "a", "websocket": true, "methods": ["GET"]}]}"#,
+        );
+        for needle in [
+            "route \"post\": websocket: a WebSocket route allows GET only",
+            "route \"cached\": websocket: a WebSocket route cannot be cached",
+        ] {
+            assert!(
+                p.iter().any(|s| s.starts_with(needle)),
+                "missing {needle}: {p:#?}"
+            );
+        }
+        assert_eq!(p.len(), 2, "{p:#?}");
     }
 
     #[test]

@@ -155,6 +155,17 @@ async fn fetch_with_timeout(
     }
 }
 
+/// Aborts a fetch whose future is dropped while it is still armed.
+struct AbortOnDrop<'a>(&'a web_sys::AbortController, bool);
+
+impl Drop for AbortOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            self.0.abort();
+        }
+    }
+}
+
 struct EdgePorts {
     request: web_sys::Request,
     /// The request announces a body (see [`declares_body`]).
@@ -233,7 +244,11 @@ impl Ports for EdgePorts {
                 global.fetch_with_request(&request)
             }
         };
-        fetch_with_timeout(started, &controller, up.timeout_ms).await
+        // An attempt dropped before it answered (the loser of a hedge) is aborted.
+        let mut guard = AbortOnDrop(&controller, true);
+        let result = fetch_with_timeout(started, &controller, up.timeout_ms).await;
+        guard.1 = false;
+        result
     }
 
     fn status(&self, response: &web_sys::Response) -> u16 {
@@ -447,6 +462,14 @@ fn render_with(reply: Reply<web_sys::Response>, ctx: Option<&Context>) -> worker
             init.set_headers(&headers);
             if reply.status == upstream.status() {
                 init.set_status_text(&upstream.status_text());
+            }
+            if reply.status == 101 {
+                // A WebSocket route's upgrade: the origin's socket goes to the
+                // client and the runtime proxies it both ways.
+                let socket = worker::js_sys::Reflect::get(&upstream, &"webSocket".into())?;
+                if !socket.is_null() && !socket.is_undefined() {
+                    worker::js_sys::Reflect::set(&init, &"webSocket".into(), &socket)?;
+                }
             }
             let mut body = if reply.no_body { None } else { upstream.body() };
             if let (Some((key, _)), Some(ctx), Some(stream)) = (&reply.after.store, ctx, &body) {

@@ -737,6 +737,7 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
             methods: Some(vec![m]),
             origin,
             sticky: None,
+            websocket: false,
             rewrite: None,
             auth,
             rate_limit,
@@ -809,6 +810,7 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
                 timeout_ms: config::types::default_timeout_ms(),
                 circuit_breaker: None,
                 retry_budget_percent: None,
+                hedge: None,
             },
         );
     }

@@ -62,6 +62,8 @@ pub struct IsolateState {
     pub leases: RefCell<Leases>,
     /// Retry budgets, one per origin (in `Gateway::origins` order).
     pub retry_budgets: RefCell<Vec<crate::upstream::budget::Budget>>,
+    /// Hedging budgets, one per origin.
+    pub hedge_budgets: RefCell<Vec<crate::upstream::budget::Budget>>,
     /// API key lookups, by key hash.
     pub keys: RefCell<crate::policy::consumer::KeyCache>,
     /// One JWKS cache per provider, in `Gateway::providers` order.
@@ -79,6 +81,10 @@ impl IsolateState {
             limiter: RefCell::new(Limiter::new(isolate_id)),
             keys: RefCell::new(crate::policy::consumer::KeyCache::new()),
             retry_budgets: RefCell::new(vec![
+                crate::upstream::budget::Budget::new();
+                gw.origins.len()
+            ]),
+            hedge_budgets: RefCell::new(vec![
                 crate::upstream::budget::Budget::new();
                 gw.origins.len()
             ]),

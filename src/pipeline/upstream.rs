@@ -70,6 +70,137 @@ fn upstream_request<'q, P: Ports, H: HeaderView + ?Sized>(
     (edits, query)
 }
 
+/// Records one finished attempt: its breaker, its entry in the log line.
+/// Returns whether it failed (no answer, or a status worth another region).
+fn settle<P: Ports, H: HeaderView + ?Sized>(
+    x: &Exchange<'_, P, H>,
+    ctx: &mut Ctx,
+    origin_index: usize,
+    region_index: usize,
+    started: u64,
+    result: &Result<P::Response, FetchError>,
+) -> bool {
+    let (ports, state) = (x.ports, x.state);
+    let origin = &x.gw.origins[origin_index];
+    let region = &origin.regions[region_index];
+    let done = ports.now_ms();
+    let (status, error) = match result {
+        Ok(r) => (Some(ports.status(r)), None),
+        Err(FetchError::Timeout) => (None, Some("timeout")),
+        Err(FetchError::Connect(_)) => (None, Some("connect")),
+        Err(FetchError::Invalid) => (None, Some("invalid_response")),
+        Err(FetchError::BodyTooLarge) => (None, Some("body_too_large")),
+    };
+    let failed = status.is_none_or(is_retryable_status);
+    let transition = state
+        .breakers
+        .borrow_mut()
+        .record(origin_index, region_index, !failed, done);
+    if let Some(t) = transition {
+        log_transition(ports, &origin.name, &region.name, t.as_str());
+    }
+    ctx.log.attempts.push(Attempt {
+        region: region.name.clone(),
+        status,
+        error,
+        ms: done.saturating_sub(started),
+    });
+    ctx.log.region = Some(region.name.clone());
+    ctx.log.upstream_status = status;
+    failed
+}
+
+/// Whether a finished attempt is an answer to pass on (not one worth another region).
+fn good<P: Ports>(ports: &P, result: &Result<P::Response, FetchError>) -> bool {
+    matches!(result, Ok(r) if !is_retryable_status(ports.status(r)))
+}
+
+/// The first attempt of a hedged origin: when it has no response headers
+/// after `after_ms` and the hedging budget allows, the next admitted region
+/// gets the same request; the first good answer wins and the other attempt
+/// is cancelled (dropped: the edge aborts its fetch) and logged as such. The
+/// winner, or the last to finish when neither is good, is returned unsettled;
+/// a failed loser is settled here.
+#[allow(clippy::too_many_arguments)]
+async fn hedged<P, H, F, Fut>(
+    x: &Exchange<'_, P, H>,
+    ctx: &mut Ctx,
+    origin_index: usize,
+    order: &mut impl Iterator<Item = usize>,
+    hedge: crate::config::Hedge,
+    first_region: usize,
+    first_started: u64,
+    send: &F,
+) -> (usize, u64, Result<P::Response, FetchError>)
+where
+    P: Ports,
+    H: HeaderView + ?Sized,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<P::Response, FetchError>>,
+{
+    use futures_util::future::{select, Either};
+    let (ports, state) = (x.ports, x.state);
+    let origin = &x.gw.origins[origin_index];
+    let mut first = std::pin::pin!(send(first_region));
+    let timer = std::pin::pin!(ports.sleep(hedge.after_ms));
+    if let Either::Left((result, _)) = select(first.as_mut(), timer).await {
+        return (first_region, first_started, result);
+    }
+    let now = ports.now_ms();
+    if !state.hedge_budgets.borrow_mut()[origin_index].try_spend(hedge.budget_percent, now) {
+        ctx.log.hedge = Some("budget");
+        return (first_region, first_started, first.await);
+    }
+    let second = state
+        .breakers
+        .borrow_mut()
+        .next_admitted(origin_index, order, now);
+    let Some((second_region, admit)) = second else {
+        return (first_region, first_started, first.await);
+    };
+    if let Some(t) = admit.transition() {
+        log_transition(
+            ports,
+            &origin.name,
+            &origin.regions[second_region].name,
+            t.as_str(),
+        );
+    }
+    ctx.log.hedge = Some("sent");
+    let mut second = std::pin::pin!(send(second_region));
+    let cancelled = |ctx: &mut Ctx, region: usize, started: u64| {
+        ctx.log.attempts.push(Attempt {
+            region: origin.regions[region].name.clone(),
+            status: None,
+            error: Some("cancelled"),
+            ms: ports.now_ms().saturating_sub(started),
+        });
+    };
+    match select(first.as_mut(), second.as_mut()).await {
+        Either::Left((a, _)) if good(ports, &a) => {
+            cancelled(ctx, second_region, now);
+            (first_region, first_started, a)
+        }
+        Either::Left((a, _)) => {
+            settle(x, ctx, origin_index, first_region, first_started, &a);
+            (second_region, now, second.await)
+        }
+        Either::Right((b, _)) if good(ports, &b) => {
+            cancelled(ctx, first_region, first_started);
+            (second_region, now, b)
+        }
+        Either::Right((b, _)) => {
+            settle(x, ctx, origin_index, second_region, now, &b);
+            (first_region, first_started, first.await)
+        }
+    }
+}
+
+/// Whether an origin's status can be passed on: 200-599, or 101 on a WebSocket route.
+fn valid_status(status: u16, websocket: bool) -> bool {
+    (200..=599).contains(&status) || (status == 101 && websocket)
+}
+
 /// Logs a circuit breaker state change as its own line.
 fn log_transition<P: Ports>(ports: &P, origin: &str, region: &str, transition: &'static str) {
     ports.event(&Event::CircuitBreaker {
@@ -129,6 +260,45 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
     if origin.retry_budget_percent.is_some() {
         state.retry_budgets.borrow_mut()[origin_index].note_request(upstream_started);
     }
+    // Hedging: only idempotent requests without a body, never an upgrade.
+    let hedge = origin.hedge.filter(|_| may_retry && !route.websocket());
+    if hedge.is_some() {
+        state.hedge_budgets.borrow_mut()[origin_index].note_request(upstream_started);
+    }
+    let websocket = route.websocket();
+    // One attempt at a region: its URL, the fetch, a status no response can carry mapped to Invalid.
+    let send = |region_index: usize| {
+        let region = &origin.regions[region_index];
+        let (headers, query, upstream_path) = (&headers, &query, &upstream_path);
+        async move {
+            let mut url = String::with_capacity(
+                region.base.len() + upstream_path.len() + 1 + query.as_ref().map_or(0, |q| q.len()),
+            );
+            url.push_str(&region.base);
+            url.push_str(upstream_path);
+            if let Some(q) = query {
+                url.push('?');
+                url.push_str(q);
+            }
+            let result = ports
+                .fetch(UpstreamRequest {
+                    url: &url,
+                    method,
+                    headers,
+                    timeout_ms: route.timeout_ms.unwrap_or(origin.timeout_ms),
+                    max_body_bytes: route.max_body_bytes(),
+                    service: region.service.as_deref(),
+                })
+                .await;
+            match result {
+                // The runtime lets statuses like 2 or 999 through from a lenient parse,
+                // but no response can be built with them; a 101 is the answer only
+                // to a WebSocket route's upgrade.
+                Ok(r) if !valid_status(ports.status(&r), websocket) => Err(FetchError::Invalid),
+                other => other,
+            }
+        }
+    };
     loop {
         let now = ports.now_ms();
         if let (Some(percent), Some(_)) = (origin.retry_budget_percent, &last) {
@@ -146,75 +316,48 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
         let Some((region_index, admit)) = admitted else {
             break;
         };
-        let region = &origin.regions[region_index];
         if let Some(t) = admit.transition() {
-            log_transition(ports, &origin.name, &region.name, t.as_str());
+            log_transition(
+                ports,
+                &origin.name,
+                &origin.regions[region_index].name,
+                t.as_str(),
+            );
         }
-        let mut url = String::with_capacity(
-            region.base.len() + upstream_path.len() + 1 + query.as_ref().map_or(0, |q| q.len()),
-        );
-        url.push_str(&region.base);
-        url.push_str(&upstream_path);
-        if let Some(q) = &query {
-            url.push('?');
-            url.push_str(q);
-        }
-        let result = ports
-            .fetch(UpstreamRequest {
-                url: &url,
-                method,
-                headers: &headers,
-                timeout_ms: route.timeout_ms.unwrap_or(origin.timeout_ms),
-                max_body_bytes: route.max_body_bytes(),
-                service: region.service.as_deref(),
-            })
-            .await;
+        let (region_index, started, result) = match (hedge, &last) {
+            (Some(h), None) => {
+                hedged(
+                    x,
+                    ctx,
+                    origin_index,
+                    &mut order,
+                    h,
+                    region_index,
+                    now,
+                    &send,
+                )
+                .await
+            }
+            _ => (region_index, now, send(region_index).await),
+        };
         if matches!(result, Err(FetchError::BodyTooLarge)) {
             // The client's fault, not the region's: no breaker record, no failover.
-            ctx.log.region = Some(region.name.clone());
+            ctx.log.region = Some(origin.regions[region_index].name.clone());
             ctx.upstream_ms = Some(ports.now_ms().saturating_sub(upstream_started));
             return Err(body_limit::too_large(
                 route.max_body_bytes().unwrap_or_default(),
             ));
         }
-        let result = match result {
-            // The runtime lets statuses like 2 or 999 through from a lenient parse,
-            // but no response can be built with them.
-            Ok(r) if !(200..=599).contains(&ports.status(&r)) => Err(FetchError::Invalid),
-            other => other,
-        };
-        let done = ports.now_ms();
-        let (status, error) = match &result {
-            Ok(r) => (Some(ports.status(r)), None),
-            Err(FetchError::Timeout) => (None, Some("timeout")),
-            Err(FetchError::Connect(_)) => (None, Some("connect")),
-            Err(FetchError::Invalid) => (None, Some("invalid_response")),
-            Err(FetchError::BodyTooLarge) => (None, Some("body_too_large")),
-        };
-        let failed = status.is_none_or(is_retryable_status);
-        let transition =
-            state
-                .breakers
-                .borrow_mut()
-                .record(origin_index, region_index, !failed, done);
-        if let Some(t) = transition {
-            log_transition(ports, &origin.name, &region.name, t.as_str());
-        }
-        ctx.log.attempts.push(Attempt {
-            region: region.name.clone(),
-            status,
-            error,
-            ms: done.saturating_sub(now),
-        });
-        ctx.log.region = Some(region.name.clone());
-        ctx.log.upstream_status = status;
+        let failed = settle(x, ctx, origin_index, region_index, started, &result);
         last = Some(result);
         if !failed || !may_retry {
             break;
         }
     }
     ctx.upstream_ms = Some(ports.now_ms().saturating_sub(upstream_started));
-    ctx.log.failovers = ctx.log.attempts.len().saturating_sub(1);
+    // A hedged attempt is not a failover.
+    let hedges = usize::from(ctx.log.hedge == Some("sent"));
+    ctx.log.failovers = ctx.log.attempts.len().saturating_sub(1 + hedges);
     match last {
         None => Err(Problem::new(
             Kind::Unavailable,

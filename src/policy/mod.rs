@@ -28,6 +28,7 @@ pub mod headers;
 pub mod ip;
 pub mod query;
 pub mod ratelimit;
+pub mod websocket;
 
 use std::borrow::Cow;
 
@@ -41,6 +42,8 @@ use crate::ports::Ports;
 /// One policy of a route's chain, compiled.
 #[derive(Debug)]
 pub enum Policy {
+    /// `websocket: true`: only upgrades, origin-checked; the upgrade goes upstream.
+    WebSocket(websocket::WebSocketPolicy),
     /// `response_headers`: edits of the origin's answer (fresh or cached).
     ResponseHeaders(headers::HeaderPolicy),
     /// `ip`: allow and deny lists over the client address.
@@ -108,6 +111,7 @@ impl Policy {
                 "requests from this location are not allowed on this route",
             )),
             (Policy::BodyLimit(max), _) => body_limit::on_request(*max, req),
+            (Policy::WebSocket(p), _) => p.on_request(x),
             (Policy::Auth(p), _) => p.on_request(x, cx).await,
             (Policy::RateLimit(p), State::RateLimit(s)) => p.on_request(x, cx, s).await,
             (Policy::Plan(p), State::Plan(s)) => p.on_request(x, cx, s).await,
@@ -128,6 +132,7 @@ impl Policy {
         match self {
             Policy::Auth(p) => p.on_upstream_request(x, cx, edits),
             Policy::RequestHeaders(p) => p.edit(x.req.headers, x.params, edits),
+            Policy::WebSocket(p) => p.on_upstream_request(edits),
             Policy::Query(p) => {
                 *query = match query.take() {
                     None => p.apply(None, x.params),

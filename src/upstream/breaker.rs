@@ -359,6 +359,7 @@ mod tests {
                 cooldown_s,
             }),
             retry_budget_percent: None,
+            hedge: None,
         }
     }
 

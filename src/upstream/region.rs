@@ -154,6 +154,7 @@ mod tests {
             timeout_ms: 1000,
             circuit_breaker: None,
             retry_budget_percent: None,
+            hedge: None,
         }
     }
 

@@ -118,6 +118,9 @@ fn header_of(headers: &[(String, String)], name: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 enum Outcome {
     Respond(u16, Vec<(String, String)>),
+    /// Answers this status after this many ms of the fake clock (each poll
+    /// advances the clock by 1 ms, so time passes while other futures wait).
+    Slow(u64, u16),
     Timeout,
     Connect,
 }
@@ -296,6 +299,7 @@ impl Ports for Fake {
     }
 
     async fn fetch(&self, request: UpstreamRequest<'_>) -> Result<Resp, FetchError> {
+        let asked_at = self.clock.get();
         let mut headers = self.incoming.borrow().clone();
         request.headers.apply_to(&mut headers);
         self.sent.borrow_mut().push(Sent {
@@ -322,6 +326,18 @@ impl Ports for Fake {
                 Ok(Resp {
                     status,
                     headers,
+                    body: format!("{} {}", request.method.as_str(), request.url),
+                })
+            }
+            Outcome::Slow(ms, status) => {
+                let until = asked_at + ms;
+                while self.clock.get() < until {
+                    self.advance(1);
+                    yield_now().await;
+                }
+                Ok(Resp {
+                    status,
+                    headers: Vec::new(),
                     body: format!("{} {}", request.method.as_str(), request.url),
                 })
             }
@@ -936,3 +952,4 @@ mod rate_limits;
 mod regions;
 mod request_policies;
 mod routing;
+mod websocket;

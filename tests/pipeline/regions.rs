@@ -488,3 +488,100 @@ fn a_retry_budget_keeps_failovers_within_its_share_of_requests() {
         "1 request: 20 % of it is no failover"
     );
 }
+
+fn hedge_config(budget_percent: u32) -> Value {
+    json!({
+        "origins": {"api": {
+            "regions": [
+                {"name": "slow", "url": "http://slow.test", "serves": ["*"]},
+                {"name": "fast", "url": "http://fast.test"}
+            ],
+            "timeout_ms": 5000,
+            "hedge": {"after_ms": 100, "budget_percent": budget_percent}
+        }},
+        "routes": [{"id": "h", "path": "/h", "origin": "api"}]
+    })
+}
+
+#[test]
+fn a_slow_first_attempt_is_hedged_the_first_good_answer_wins_and_the_loser_is_cancelled() {
+    let w = world(hedge_config(100));
+    w.ports.on("http://slow.test/", Outcome::Slow(1000, 200));
+    let started = w.ports.now_ms();
+    let out = w.send(&get("/h"));
+    assert_eq!(out.status, 200);
+    assert!(
+        out.body.as_deref().unwrap().contains("http://fast.test/h"),
+        "{out:?}"
+    );
+    assert!(
+        w.ports.now_ms() - started < 300,
+        "the answer waited for the slow region"
+    );
+    let sent = w.ports.sent_urls();
+    assert_eq!(sent, ["http://slow.test/h", "http://fast.test/h"]);
+    let line = w.ports.last_record();
+    assert_eq!(line["hedge"], "sent");
+    assert_eq!(line["region"], "fast");
+    assert_eq!(line["failovers"], 0);
+    let attempts = line["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{line}");
+    assert!(attempts
+        .iter()
+        .any(|a| a["region"] == "slow" && a["error"] == "cancelled"));
+    assert!(attempts
+        .iter()
+        .any(|a| a["region"] == "fast" && a["status"] == 200));
+}
+
+#[test]
+fn a_first_attempt_that_answers_in_time_is_not_hedged() {
+    let w = world(hedge_config(100));
+    w.ports.on("http://slow.test/", Outcome::Slow(50, 200));
+    assert_eq!(w.send(&get("/h")).status, 200);
+    assert_eq!(w.ports.sent_urls(), ["http://slow.test/h"]);
+    assert!(w.ports.last_record().get("hedge").is_none());
+}
+
+#[test]
+fn hedges_stay_within_their_budget_and_never_hedge_a_body_or_a_post() {
+    let w = world(hedge_config(10));
+    w.ports.on("http://slow.test/", Outcome::Slow(150, 200));
+    for _ in 0..30 {
+        assert_eq!(w.send(&get("/h")).status, 200);
+    }
+    let records = w.ports.records();
+    let hedged = records.iter().filter(|r| r["hedge"] == "sent").count();
+    assert_eq!(hedged, 3, "10 % of 30");
+    assert_eq!(
+        records.iter().filter(|r| r["hedge"] == "budget").count(),
+        27
+    );
+    w.ports.clear_sent();
+    let post = w.send(&req("POST", "/h").header("content-length", "2").with_body());
+    assert_eq!(post.status, 200);
+    assert_eq!(
+        w.ports.sent().len(),
+        1,
+        "a request with a body is never sent twice"
+    );
+}
+
+#[test]
+fn when_the_hedge_fails_the_first_attempt_still_answers() {
+    let w = world(hedge_config(100));
+    w.ports.on("http://slow.test/", Outcome::Slow(400, 200));
+    w.ports.on("http://fast.test/", respond(503, &[]));
+    let out = w.send(&get("/h"));
+    assert_eq!(out.status, 200);
+    assert!(out.body.as_deref().unwrap().contains("http://slow.test/h"));
+    let line = w.ports.last_record();
+    let attempts = line["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{line}");
+    assert!(attempts
+        .iter()
+        .any(|a| a["region"] == "fast" && a["status"] == 503));
+    assert!(attempts
+        .iter()
+        .any(|a| a["region"] == "slow" && a["status"] == 200));
+}
