@@ -2,6 +2,9 @@
 // with the same small JSON body. Run as its own process so its CPU time can be
 // read from /proc and shown not to be the bottleneck.
 //
+// A path under /__slow/MS/ is answered after MS milliseconds (a slow region for
+// the hedging contestants).
+//
 // Usage: node bench/origin.mjs [--port N]   (prints {"port": N} once listening)
 import http from 'node:http';
 
@@ -17,8 +20,13 @@ const headers = {
 
 const server = http.createServer((req, res) => {
   req.resume();
-  res.writeHead(200, headers);
-  res.end(req.method === 'HEAD' ? undefined : body);
+  const answer = () => {
+    res.writeHead(200, headers);
+    res.end(req.method === 'HEAD' ? undefined : body);
+  };
+  const slow = req.url.match(/^\/__slow\/(\d+)\//);
+  if (slow) setTimeout(answer, Number(slow[1]));
+  else answer();
 });
 // workerd pools its upstream connections: keep them open for the whole run.
 server.keepAliveTimeout = 10 * 60_000;

@@ -58,6 +58,9 @@ const ISSUER = 'https://bench.example/';
 const AUDIENCE = 'bench';
 const HIGH_LIMIT = { requests: 100_000_000, window_s: 60, key: 'route' };
 const ADMIN_TOKEN = 'bench-admin-' + crypto.randomBytes(12).toString('hex');
+// Hedging contestants: the nearest region's delay and the hedge's after_ms.
+const SLOW_REGION_MS = 50;
+const HEDGE_AFTER_MS = 10;
 // The gateway Worker's bindings: KV, and the limiter objects of global limits and quotas.
 const GATEWAY_BINDINGS = [
   '', '[[kv_namespaces]]', 'binding = "GATEWAY_KV"', 'id = "bench-gateway"',
@@ -334,7 +337,16 @@ function gatewayRoutes(originUrl, keys) {
     filler.push({ id: `svc${i}-files`, path: `/svc${i}/files/{*rest}`, methods: ['GET'], origin: 'bench' });
   }
   return {
-    origins: { bench: { regions: [{ name: 'local', url: originUrl }], timeout_ms: 10000 } },
+    origins: {
+      bench: { regions: [{ name: 'local', url: originUrl }], timeout_ms: 10000 },
+      // The nearest region answers after SLOW_REGION_MS, the next at once.
+      'bench-slow': { regions: [{ name: 'slow', url: `${originUrl}/__slow/${SLOW_REGION_MS}`, serves: ['*'] }, { name: 'fast', url: originUrl }], timeout_ms: 10000 },
+      'bench-hedged': {
+        regions: [{ name: 'slow', url: `${originUrl}/__slow/${SLOW_REGION_MS}`, serves: ['*'] }, { name: 'fast', url: originUrl }],
+        timeout_ms: 10000,
+        hedge: { after_ms: HEDGE_AFTER_MS, budget_percent: 100 },
+      },
+    },
     jwt: {
       'bench-hs256': { issuer: ISSUER, audiences: [AUDIENCE], secret_var: 'BENCH_JWT_SECRET', algorithms: ['HS256'] },
       'bench-es256': { issuer: ISSUER, audiences: [AUDIENCE], keys: { keys: [keys.ecJwk] }, algorithms: ['ES256'] },
@@ -360,6 +372,8 @@ function gatewayRoutes(originUrl, keys) {
       route('full', { auth: { jwt: 'bench-hs256' }, rate_limit: HIGH_LIMIT }),
       route('global', { rate_limit: { ...HIGH_LIMIT, scope: 'global' } }),
       route('apikey', { auth: { api_key: { plans: ['bench-plain'] } } }),
+      route('unhedged', { origin: 'bench-slow' }),
+      route('hedged', { origin: 'bench-hedged' }),
       route('apikey-quota', { auth: { api_key: { plans: ['bench-quota'] } } }),
       ...filler,
     ],
@@ -978,6 +992,8 @@ async function main() {
             },
           };
         }),
+        { id: 'gateway-unhedged', group: '4l', label: `gateway: nearest region slow (${SLOW_REGION_MS} ms), no hedge`, what: `routing and forward to an origin whose nearest region answers after ${SLOW_REGION_MS} ms (the next one at once): every request waits for it.`, path: '/bench/unhedged/42' },
+        { id: 'gateway-hedged', group: '4m', label: `gateway: nearest region slow, hedged after ${HEDGE_AFTER_MS} ms`, what: `the same origin with \`hedge: {after_ms: ${HEDGE_AFTER_MS}, budget_percent: 100}\`: past ${HEDGE_AFTER_MS} ms the next region gets the request too and the first answer wins (the slow attempt is aborted). Compare p50 and p99 with 4l.`, path: '/bench/hedged/42', prepare: async (url, h) => { await expectStatus(url, h, 200, 'hedged route'); } },
         { id: 'gateway-full', group: '4g', label: 'gateway: full chain', what: 'routing + JWT HS256 + rate limit + forward (no cache): the same work as the Hono gateway.', path: '/bench/full/42', headers: bearer('HS256'), prepare: async (url, h) => { await expectStatus(url, {}, 401, 'full chain without a token'); await expectStatus(url, h, 200, 'full chain'); } },
       ],
     },
@@ -1075,7 +1091,9 @@ async function main() {
   const stamp = r.date.replace(/[:]/g, '-');
   await fsp.writeFile(path.join(OUT, `results-${opts.runner}-${stamp}.json`), JSON.stringify(r, null, 2));
   await fsp.writeFile(path.join(OUT, `results-${opts.runner}.json`), JSON.stringify(r, null, 2));
-  const suffix = opts.runner === 'direct' ? '' : `-${opts.runner}`;
+  // A run of some contestants only (BENCH_ONLY) goes to results-partial.md,
+  // beside the last full run's results.md.
+  const suffix = (opts.runner === 'direct' ? '' : `-${opts.runner}`) + (opts.only.length ? '-partial' : '');
   const md = report(r).replace('](latency.png)', `](latency${suffix}.png)`);
   await fsp.writeFile(path.join(BENCH, `results${suffix}.md`), md + '\n');
   if (opts.chart) {

@@ -22,8 +22,20 @@ export default {
         circuit_breaker: { failures: 100000, cooldown_s: 1 },
         retry_budget_percent: 25,
       },
+      'budget-all-dead': {
+        regions: [
+          { name: 'dead-1', url: deadUrl, serves: ['*'] },
+          { name: 'dead-2', url: deadUrl },
+          { name: 'dead-3', url: deadUrl },
+        ],
+        circuit_breaker: { failures: 100000, cooldown_s: 1 },
+        retry_budget_percent: 10,
+      },
     },
-    routes: [{ id: 'budget', path: '/budget/{n}', methods: ['GET'], origin: 'budget-api' }],
+    routes: [
+      { id: 'budget', path: '/budget/{n}', methods: ['GET'], origin: 'budget-api' },
+      { id: 'budget-dead', path: '/budget-dead/{n}', methods: ['GET'], origin: 'budget-all-dead' },
+    ],
   }),
 
   tests(e2e) {
@@ -46,6 +58,20 @@ export default {
         const lines = await Promise.all(ids.map((id) => e2e.waitForLog(id)));
         assert.equal(lines.filter((l) => l.retry_budget_exhausted).length, 30);
         assert.equal(lines.filter((l) => l.failovers === 1).length, 10);
+      });
+
+      test('when every region fails, failovers stay within the budget', async () => {
+        const ids = [];
+        for (let i = 0; i < 30; i++) {
+          const id = `budget-${++seq}`;
+          ids.push(id);
+          const res = await rawRequest(e2e.port, { path: `/budget-dead/${i}`, headers: { 'x-request-id': id } });
+          assert.equal(res.status, 502);
+        }
+        const lines = await Promise.all(ids.map((id) => e2e.waitForLog(id)));
+        const failovers = lines.reduce((n, l) => n + l.failovers, 0);
+        // 10 % of 30 requests: 3 extra attempts, where three regions each would make 60.
+        assert.equal(failovers, 3, lines.map((l) => l.failovers).join(' '));
       });
     });
   },

@@ -13,8 +13,14 @@ export default {
   name: 'services',
   servers: ['svc-fallback'],
   services: [{ binding: 'USERS_SVC', main: path.join(ROOT, 'tests/e2e/workers/echo-service.js'), vars: { SERVICE_NAME: 'users-worker' } }],
-  config: ({ servers }) => ({
+  config: ({ servers, deadUrl }) => ({
     origins: {
+      'svc-behind-dead': {
+        regions: [
+          { name: 'dead', url: deadUrl, serves: ['*'] },
+          { name: 'binding', service: 'USERS_SVC' },
+        ],
+      },
       'svc-users': {
         regions: [
           { name: 'binding', service: 'USERS_SVC', serves: ['*'] },
@@ -26,6 +32,7 @@ export default {
     routes: [
       { id: 'svc-users', path: '/svc/users/{id}', origin: 'svc-users', rewrite: '/v1/users/{id}' },
       { id: 'svc-status', path: '/svc/status/{code}', origin: 'svc-users', methods: ['GET'], rewrite: '/__status/{code}' },
+      { id: 'svc-failover', path: '/svc/failover/{id}', origin: 'svc-behind-dead', methods: ['GET'], rewrite: '/v2/{id}' },
     ],
   }),
 
@@ -53,6 +60,15 @@ export default {
         assert.equal(line.region, 'binding');
         assert.equal(line.upstream_status, 200);
         assert.equal(e2e.servers['svc-fallback'].count('/v1/users/42'), 0);
+      });
+
+      test('a dead URL region fails over to the service region', async () => {
+        const res = await e2e.raw({ path: '/svc/failover/9', headers: { 'x-request-id': 'svc-3' } });
+        assert.equal(res.status, 200, res.body.toString());
+        assert.equal(res.json().path, '/v2/9');
+        assert.equal(res.json().service, 'users-worker');
+        const line = await e2e.waitForLog('svc-3');
+        assert.deepEqual(line.attempts.map((a) => [a.region, a.status ?? a.error]), [['dead', 'connect'], ['binding', 200]]);
       });
 
       test('a 5xx from the bound Worker fails over to the URL region', async () => {

@@ -1,4 +1,4 @@
-// Weighted splits end to end: a route over two real origins, 70/30, spreads
+// Weighted splits end to end: a route over two real origins, 90/10, spreads
 // its requests in proportion; with `sticky` the same key value always lands on
 // the same origin; the log line names the origin chosen.
 import assert from 'node:assert/strict';
@@ -17,7 +17,7 @@ export default {
       'split-b': { regions: [{ name: 'b', url: servers['split-b'].url }] },
     },
     routes: [
-      { id: 'split-weighted', path: '/split/w', methods: ['GET'], origin: [{ origin: 'split-a', weight: 70 }, { origin: 'split-b', weight: 30 }] },
+      { id: 'split-weighted', path: '/split/w', methods: ['GET'], origin: [{ origin: 'split-a', weight: 90 }, { origin: 'split-b', weight: 10 }] },
       {
         id: 'split-sticky', path: '/split/s', methods: ['GET'],
         origin: [{ origin: 'split-a', weight: 50 }, { origin: 'split-b', weight: 50 }], sticky: 'header:x-user',
@@ -36,17 +36,17 @@ export default {
         const a = e2e.servers['split-a'];
         const b = e2e.servers['split-b'];
         const before = [a.count('/split/w'), b.count('/split/w')];
-        const n = 300;
+        const n = 1000;
         const responses = [];
-        for (let i = 0; i < n; i += 10) {
-          responses.push(...(await Promise.all(Array.from({ length: 10 }, () => get('/split/w')))));
+        for (let i = 0; i < n; i += 20) {
+          responses.push(...(await Promise.all(Array.from({ length: 20 }, () => get('/split/w')))));
         }
         assert.ok(responses.every((r) => r.status === 200));
         const toA = a.count('/split/w') - before[0];
         const toB = b.count('/split/w') - before[1];
         assert.equal(toA + toB, n);
-        // 70 % of 300 = 210, sd 7.9: 6 sd either side.
-        assert.ok(toA >= 162 && toA <= 258, `${toA} of ${n} to split-a`);
+        // 90 % of 1000 = 900, sd 9.5: 6 sd either side.
+        assert.ok(toA >= 843 && toA <= 957, `${toA} of ${n} to split-a`);
         const lines = await Promise.all(responses.slice(0, 20).map((r) => e2e.waitForLog(r.id)));
         for (const [r, line] of responses.slice(0, 20).map((r, i) => [r, lines[i]])) {
           assert.equal(line.origin, JSON.parse(r.body).origin, JSON.stringify(line));
