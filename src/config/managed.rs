@@ -17,6 +17,34 @@ pub const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// Request headers the gateway always removes from what it forwards, because it
+/// sets them itself (or because they only have meaning between client and gateway).
+pub const OWNED_REQUEST: [&str; 8] = [
+    "host",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+    "x-dev-country",
+    "x-dev-continent",
+];
+
+/// Besides the managed ones, request headers a `forward_claims` entry may not
+/// name: a claim must not pose as the client's credentials, cookies or body
+/// type.
+const NOT_FROM_CLAIMS: [&str; 3] = ["authorization", "cookie", "content-type"];
+
+/// Whether a `forward_claims` header is refused: a managed header, a
+/// credential or body header, or a `cf-*` header of the platform. Compared
+/// as [`is_managed`] compares (case, `_` as `-`).
+pub fn is_reserved_for_claims(name: &str) -> bool {
+    let folded = folded(name);
+    is_managed(name, [])
+        || NOT_FROM_CLAIMS.contains(&folded.as_str())
+        || folded.starts_with("cf-")
+}
+
 /// The upstream header naming a consumer's plan (set by the gateway).
 pub const PLAN_HEADER: &str = "x-consumer-plan";
 
@@ -74,6 +102,28 @@ pub fn is_managed<'a>(name: &str, claims: impl IntoIterator<Item = &'a str>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_cannot_name_managed_credential_or_platform_headers() {
+        for name in [
+            "Authorization",
+            "cookie",
+            "Content_Type",
+            "cf-ray",
+            "CF-Connecting-IP",
+            "x-forwarded-for",
+            "traceparent",
+            "host",
+            "upgrade",
+            "x-dev-country",
+            "X-Request-Id",
+        ] {
+            assert!(is_reserved_for_claims(name), "{name}");
+        }
+        for name in ["x-user-id", "x-tenant", "x-user-email"] {
+            assert!(!is_reserved_for_claims(name), "{name}");
+        }
+    }
 
     #[test]
     fn managed_names_in_every_spelling() {

@@ -251,25 +251,6 @@ fn check_consumers(file: &RoutesFile, problems: &mut Problems) {
     }
 }
 
-/// Headers a `forward_claims` entry may not name: the gateway sets or strips them itself.
-const RESERVED_HEADERS: [&str; 16] = [
-    "host",
-    "authorization",
-    "content-length",
-    "content-type",
-    "cookie",
-    "x-request-id",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "traceparent",
-];
 
 #[derive(Default)]
 struct Problems(Vec<Problem>);
@@ -861,10 +842,7 @@ fn check_jwt(name: &str, p: &JwtProvider, problems: &mut Problems) {
                 &subject,
                 format!("forward_claims: \"{claim}\" -> \"{header}\" is not a header name"),
             );
-        } else if RESERVED_HEADERS.contains(&lower.as_str())
-            || lower.starts_with("cf-")
-            || lower.starts_with("x-dev-")
-        {
+        } else if super::managed::is_reserved_for_claims(header) {
             problems.add(&subject, format!("forward_claims: \"{claim}\" -> \"{header}\" names a header the gateway manages itself"));
         } else if !seen.insert(lower) {
             problems.add(

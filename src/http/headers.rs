@@ -8,18 +8,9 @@ use super::HeaderView;
 /// cannot name them. The one list, kept with the configuration (the build checks it).
 pub use crate::config::managed::{is_managed, HOP_BY_HOP, MANAGED_HEADERS, MANAGED_PREFIXES};
 
-/// Request headers the gateway always removes from what it forwards, because it
-/// sets them itself (or because they only have meaning between client and gateway).
-pub const GATEWAY_OWNED_REQUEST: [&str; 8] = [
-    "host",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-request-id",
-    "x-dev-country",
-    "x-dev-continent",
-];
+/// Request headers the gateway always removes from what it forwards (kept with
+/// the other lists in `config::managed`).
+pub use crate::config::managed::OWNED_REQUEST as GATEWAY_OWNED_REQUEST;
 
 /// Whether two header names are the same name as any server could read them:
 /// ASCII case ignored, and `_` equal to `-`.

@@ -82,14 +82,6 @@ const WRONG_ISSUER: &str = "wrong issuer";
 const WRONG_AUDIENCE: &str = "wrong audience";
 const WRONG_TYPE: &str = "wrong token type";
 
-/// Headers that frame or route the request and so never carry a claim.
-const RESERVED_HEADERS: [&str; 5] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-];
 
 /// Why a request was not authorized.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,7 +238,7 @@ impl Provider {
                     "forward_claims: {header:?} is not a header name"
                 )));
             }
-            if RESERVED_HEADERS.contains(&lower.as_str()) {
+            if crate::config::managed::is_reserved_for_claims(&lower) {
                 return Err(fail(format!(
                     "forward_claims: header {header:?} is reserved"
                 )));
