@@ -61,6 +61,9 @@ const ADMIN_TOKEN = 'bench-admin-' + crypto.randomBytes(12).toString('hex');
 // Hedging contestants: the nearest region's delay and the hedge's after_ms.
 const SLOW_REGION_MS = 50;
 const HEDGE_AFTER_MS = 10;
+// Latency, not throughput, is what hedging is for: these two run with few
+// connections, so the machine is not saturated and the origin's delay shows.
+const HEDGE_CONNECTIONS = 4;
 // The gateway Worker's bindings: KV, and the limiter objects of global limits and quotas.
 const GATEWAY_BINDINGS = [
   '', '[[kv_namespaces]]', 'binding = "GATEWAY_KV"', 'id = "bench-gateway"',
@@ -480,11 +483,12 @@ function cpuSnapshot(worker, originPid) {
 
 // --- load ------------------------------------------------------------------------------
 
-async function wrk(url, headers, seconds, tokensFile) {
-  const args = ['-t', String(opts.threads), '-c', String(opts.connections), '-d', `${seconds}s`, '--timeout', '5s', '--latency', '-s', path.join(BENCH, 'wrk-report.lua')];
+async function wrk(url, headers, seconds, tokensFile, connections = opts.connections) {
+  const threads = Math.min(opts.threads, connections);
+  const args = ['-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '5s', '--latency', '-s', path.join(BENCH, 'wrk-report.lua')];
   for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
   args.push(url);
-  const extraEnv = tokensFile ? { WRK_TOKENS: tokensFile, WRK_THREADS: String(opts.threads) } : {};
+  const extraEnv = tokensFile ? { WRK_TOKENS: tokensFile, WRK_THREADS: String(threads) } : {};
   const output = await run('wrk', args, { extraEnv });
   const line = output.split('\n').find((l) => l.startsWith('WRK_JSON '));
   if (!line) throw new Error(`wrk printed no WRK_JSON line:\n${output}`);
@@ -499,7 +503,7 @@ async function warmUp(contestant, target) {
   const headers = contestant.headers ?? {};
   if (contestant.prepare) await contestant.prepare(url, headers);
   log(`${contestant.id}: warm-up ${opts.warmup} s on ${url}`);
-  await wrk(url, headers, opts.warmup, contestant.tokens?.warmup);
+  await wrk(url, headers, opts.warmup, contestant.tokens?.warmup, contestant.connections);
 }
 
 async function measure(contestant, target, originPid) {
@@ -515,7 +519,7 @@ async function measure(contestant, target, originPid) {
   }
   const before = target.child ? cpuSnapshot(target, originPid) : { origin: ticksOf(originPid) };
   const t0 = performance.now();
-  const result = await wrk(url, headers, opts.duration, contestant.tokens?.measure);
+  const result = await wrk(url, headers, opts.duration, contestant.tokens?.measure, contestant.connections);
   const wallS = (performance.now() - t0) / 1000;
   const after = target.child ? cpuSnapshot(target, originPid) : { origin: ticksOf(originPid) };
   if (perf) {
@@ -992,8 +996,8 @@ async function main() {
             },
           };
         }),
-        { id: 'gateway-unhedged', group: '4l', label: `gateway: nearest region slow (${SLOW_REGION_MS} ms), no hedge`, what: `routing and forward to an origin whose nearest region answers after ${SLOW_REGION_MS} ms (the next one at once): every request waits for it.`, path: '/bench/unhedged/42' },
-        { id: 'gateway-hedged', group: '4m', label: `gateway: nearest region slow, hedged after ${HEDGE_AFTER_MS} ms`, what: `the same origin with \`hedge: {after_ms: ${HEDGE_AFTER_MS}, budget_percent: 100}\`: past ${HEDGE_AFTER_MS} ms the next region gets the request too and the first answer wins (the slow attempt is aborted). Compare p50 and p99 with 4l.`, path: '/bench/hedged/42', prepare: async (url, h) => { await expectStatus(url, h, 200, 'hedged route'); } },
+        { id: 'gateway-unhedged', group: '4l', label: `gateway: nearest region slow (${SLOW_REGION_MS} ms), no hedge`, what: `routing and forward to an origin whose nearest region answers after ${SLOW_REGION_MS} ms (the next one at once): every request waits for it.`, path: '/bench/unhedged/42', connections: HEDGE_CONNECTIONS },
+        { id: 'gateway-hedged', group: '4m', label: `gateway: nearest region slow, hedged after ${HEDGE_AFTER_MS} ms`, what: `the same origin with \`hedge: {after_ms: ${HEDGE_AFTER_MS}, budget_percent: 100}\`: past ${HEDGE_AFTER_MS} ms the next region gets the request too and the first answer wins (the slow attempt is aborted). Compare p50 and p99 with 4l.`, path: '/bench/hedged/42', connections: HEDGE_CONNECTIONS, prepare: async (url, h) => { await expectStatus(url, h, 200, 'hedged route'); } },
         { id: 'gateway-full', group: '4g', label: 'gateway: full chain', what: 'routing + JWT HS256 + rate limit + forward (no cache): the same work as the Hono gateway.', path: '/bench/full/42', headers: bearer('HS256'), prepare: async (url, h) => { await expectStatus(url, {}, 401, 'full chain without a token'); await expectStatus(url, h, 200, 'full chain'); } },
       ],
     },
