@@ -19,6 +19,15 @@ pub enum FetchError {
     BodyTooLarge,
 }
 
+/// Why the incoming body could not be read into memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// It is longer than the limit given: reading stopped there.
+    TooLarge,
+    /// The client's stream failed (it disconnected, say).
+    Unreadable(String),
+}
+
 /// One upstream attempt.
 #[derive(Debug)]
 pub struct UpstreamRequest<'a> {
@@ -31,6 +40,9 @@ pub struct UpstreamRequest<'a> {
     /// cuts it before it passes this and answers [`FetchError::BodyTooLarge`] (the
     /// Workers edge does not count yet).
     pub max_body_bytes: Option<u64>,
+    /// The request body, when a policy read it into memory ([`Ports::read_body`]):
+    /// these bytes are sent instead of the incoming stream.
+    pub body: Option<&'a [u8]>,
 }
 
 /// A fetched JWK Set: the body and the response's `Cache-Control`.
@@ -52,6 +64,11 @@ pub trait Ports {
     fn random_bytes(&self) -> [u8; 16];
     /// Waits; used while another request of this isolate fetches what this one needs.
     async fn sleep(&self, ms: u64);
+    /// Reads the incoming request body into memory, at most `max` bytes: past
+    /// them it stops reading and answers [`BodyError::TooLarge`]. The stream is
+    /// consumed: the request then goes upstream with the bytes read
+    /// ([`UpstreamRequest::body`]).
+    async fn read_body(&self, max: u64) -> Result<Vec<u8>, BodyError>;
     /// Sends the request upstream, with the incoming body when it has one.
     async fn fetch(&self, request: UpstreamRequest<'_>) -> Result<Self::Response, FetchError>;
     /// The status of a response.

@@ -129,6 +129,7 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
                 headers: &headers,
                 timeout_ms: route.timeout_ms,
                 max_body_bytes: route.max_body_bytes(),
+                body: ctx.body.as_deref(),
             })
             .await;
         if matches!(result, Err(FetchError::BodyTooLarge)) {

@@ -27,7 +27,7 @@ use edge_gateway::policy::cache;
 use edge_gateway::policy::cors::GATEWAY_EXPOSED;
 use edge_gateway::policy::ratelimit::global::{Book, LeaseCall, LeaseReply};
 use edge_gateway::policy::ratelimit::{self, counter_key};
-use edge_gateway::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
+use edge_gateway::ports::{BodyError, FetchError, JwksDocument, Ports, UpstreamRequest};
 use jsonwebtoken::{Algorithm as J, EncodingKey, Header};
 use serde_json::{json, Value};
 
@@ -147,6 +147,9 @@ struct Sent {
     headers: Vec<(String, String)>,
     timeout_ms: u64,
     max_body_bytes: Option<u64>,
+    /// The body sent: the bytes a policy read into memory, or `None` for the
+    /// incoming stream passed through.
+    body: Option<Vec<u8>>,
 }
 
 impl Sent {
@@ -183,6 +186,10 @@ struct Fake {
     /// The length of the streamed request body (no `Content-Length`), as the edge
     /// would count it against `max_body_bytes`.
     streamed_body: Cell<Option<u64>>,
+    /// The incoming request's body, for `read_body` (set by `World::send` from `Req::body`).
+    body: RefCell<Vec<u8>>,
+    /// Every `read_body` call: its limit.
+    body_reads: RefCell<Vec<u64>>,
 }
 
 impl Fake {
@@ -291,6 +298,16 @@ impl Ports for Fake {
         yield_now().await;
     }
 
+    async fn read_body(&self, max: u64) -> Result<Vec<u8>, BodyError> {
+        self.body_reads.borrow_mut().push(max);
+        yield_now().await;
+        let body = self.body.borrow().clone();
+        if body.len() as u64 > max {
+            return Err(BodyError::TooLarge);
+        }
+        Ok(body)
+    }
+
     async fn fetch(&self, request: UpstreamRequest<'_>) -> Result<Resp, FetchError> {
         let mut headers = self.incoming.borrow().clone();
         request.headers.apply_to(&mut headers);
@@ -300,6 +317,7 @@ impl Ports for Fake {
             headers,
             timeout_ms: request.timeout_ms,
             max_body_bytes: request.max_body_bytes,
+            body: request.body.map(<[u8]>::to_vec),
         });
         // The edge's port contract: a streamed body past the limit is cut before it
         // is sent whole, and the fetch fails as `BodyTooLarge`.
@@ -455,6 +473,7 @@ struct Req {
     country: Option<String>,
     continent: Option<String>,
     has_body: bool,
+    body: Vec<u8>,
 }
 
 fn req(method: &str, target: &str) -> Req {
@@ -473,6 +492,7 @@ fn req(method: &str, target: &str) -> Req {
         country: None,
         continent: None,
         has_body: false,
+        body: Vec::new(),
     }
 }
 
@@ -503,6 +523,12 @@ impl Req {
     fn with_body(mut self) -> Req {
         self.has_body = true;
         self
+    }
+    /// A body of these bytes (with its `Content-Length`).
+    fn body(mut self, bytes: &[u8]) -> Req {
+        self.has_body = true;
+        self.body = bytes.to_vec();
+        self.header("content-length", &bytes.len().to_string())
     }
 }
 
@@ -586,6 +612,7 @@ fn world_with(config: Value, secrets: &[(&str, &str)]) -> World {
 impl World {
     fn send(&self, r: &Req) -> Out {
         *self.ports.incoming.borrow_mut() = r.headers.clone();
+        *self.ports.body.borrow_mut() = r.body.clone();
         let view = Hdrs(&r.headers);
         let reply = block_on(pipeline::handle(
             &self.gw,
@@ -909,3 +936,4 @@ mod rate_limits;
 mod regions;
 mod request_policies;
 mod routing;
+mod validation;
