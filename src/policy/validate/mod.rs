@@ -64,6 +64,9 @@ impl ValidatePolicy {
             .query
             .iter()
             .map(|(name, q)| {
+                if name.is_empty() {
+                    return Err("query: a parameter name must not be empty".to_string());
+                }
                 let pattern = q
                     .pattern
                     .as_ref()
@@ -422,5 +425,13 @@ mod tests {
         assert!(ValidatePolicy::new(&rule, 10)
             .unwrap_err()
             .contains("schemas/x.json"));
+        // As the file check says (found by the fuzz target).
+        let rule = ValidateRule {
+            query: [(String::new(), QueryParam::default())].into(),
+            ..ValidateRule::default()
+        };
+        assert!(ValidatePolicy::new(&rule, 10)
+            .unwrap_err()
+            .contains("must not be empty"));
     }
 }

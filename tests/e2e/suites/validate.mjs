@@ -179,6 +179,11 @@ export default {
         const res = await sendChunked(e2e.port, '/val/small', chunks, { 'content-type': 'application/json' });
         await assertProblem(res, 413);
         assert.equal(origin().hits, before);
+        // The refused upload leaves nothing behind: the next request is served.
+        const next = await post('/val/small', '[1, 2, 3]');
+        const text = await next.text();
+        assert.equal(next.status, 200, text);
+        assert.equal(JSON.parse(text).received, 9);
       });
 
       test('a chunked body within the limit is validated and reaches the origin whole', async () => {
