@@ -47,21 +47,26 @@ fn main() {
         eprintln!("cannot read routes file {}: {e}", path.display());
         std::process::exit(1);
     });
-    let file = match config::load(&text) {
-        Ok(file) => file,
-        Err(problems) => {
-            eprintln!("invalid routes file {}:", path.display());
-            for p in &problems {
-                eprintln!("  {p}");
-                println!("cargo:warning={p}");
-            }
-            std::process::exit(1);
+    let refuse = |problems: Vec<config::Problem>| -> ! {
+        eprintln!("invalid routes file {}:", path.display());
+        for p in &problems {
+            eprintln!("  {p}");
+            println!("cargo:warning={p}");
         }
+        std::process::exit(1);
     };
+    let mut file = config::load(&text).unwrap_or_else(|problems| refuse(problems));
+    // `validate.body` schemas: read beside the routes file, compiled once here to
+    // refuse one the validator cannot compile, and embedded inline.
+    let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+    config::schema::inline(&mut file, &mut |p| {
+        let schema = dir.join(p);
+        println!("cargo:rerun-if-changed={}", schema.display());
+        std::fs::read_to_string(&schema).map_err(|e| e.to_string())
+    })
+    .unwrap_or_else(|problems| refuse(problems));
     // Embedded without its formatting: a smaller module and less to parse at start-up.
-    let compact = serde_json::from_str::<serde_json::Value>(&text)
-        .map(|v| v.to_string())
-        .unwrap_or(text);
+    let compact = config::schema::embedded_text(&text, &file);
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it")).join("routes.json");
     std::fs::write(&out, compact).expect("OUT_DIR is writable");
     let version = std::env::var("GATEWAY_BUILD_VERSION")

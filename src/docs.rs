@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use crate::config::{KeyKind, Method, Route, RoutesFile};
+use crate::config::{BodySchema, KeyKind, Method, Route, RoutesFile};
 
 /// HTML-escapes text for element content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -158,6 +158,53 @@ fn cache_cell(route: &Route) -> String {
     }
 }
 
+fn validation_cell(file: &RoutesFile, route: &Route) -> String {
+    let Some(rule) = route.validate.as_ref().or(file.validate.as_ref()) else {
+        return none();
+    };
+    let mut parts = Vec::new();
+    match &rule.body {
+        Some(BodySchema::Inline(schema)) => {
+            let title = schema
+                .get("title")
+                .and_then(|t| t.as_str())
+                .map(|t| format!(" <q>{}</q>", escape(t)))
+                .unwrap_or_default();
+            let text = serde_json::to_string_pretty(schema).unwrap_or_default();
+            parts.push(format!(
+                "JSON body{title}<details><summary>schema</summary><pre>{}</pre></details>",
+                escape(&text)
+            ));
+        }
+        Some(BodySchema::Path(p)) => {
+            parts.push(format!("JSON body: <code>{}</code>", escape(p)));
+        }
+        None => {}
+    }
+    if rule.body.is_some() {
+        let max = route
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(1024 * 1024);
+        parts.push(format!("at most {max} bytes"));
+    }
+    for (name, q) in &rule.query {
+        let mut s = format!("<code>?{}</code> {}", escape(name), q.kind.as_str());
+        if q.required {
+            s.push_str(", required");
+        }
+        if let Some(p) = &q.pattern {
+            let _ = write!(s, ", matching <code>{}</code>", escape(p));
+        }
+        parts.push(s);
+    }
+    if parts.is_empty() {
+        none()
+    } else {
+        parts.join("<br>")
+    }
+}
+
 fn cors_cell(file: &RoutesFile, route: &Route) -> String {
     match route.cors.as_ref().or(file.cors.as_ref()) {
         None => none(),
@@ -214,8 +261,7 @@ pub fn page(file: &RoutesFile, title: &str, version: &str, openapi_href: &str) -
             auth = auth_cell(r),
             limit = limit_cell(r),
             cache = cache_cell(r),
-            // The routes file has no request validation yet.
-            validation = none(),
+            validation = validation_cell(file, r),
             cors = cors_cell(file, r),
         );
     }
@@ -271,6 +317,47 @@ mod tests {
            "cache": {"ttl_s": 30, "vary": ["accept-language"]}},
           {"id": "x<script>", "path": "/a/<b>", "origin": "users"}
         ]}"#;
+
+    #[test]
+    fn the_page_shows_validation_per_route() {
+        let file = crate::config::load(
+            r#"{"origins": {"o": {"regions": [{"name": "r", "url": "https://o.internal"}]}},
+                "validate": {"query": {"trace": {"type": "boolean"}}},
+                "routes": [
+                  {"id": "create", "path": "/u", "methods": ["POST"], "origin": "o", "max_body_bytes": 500,
+                   "validate": {"body": {"title": "A <user>", "type": "object"},
+                                "query": {"ref": {"required": true, "pattern": "^a<"}}}},
+                  {"id": "inherits", "path": "/v", "origin": "o"},
+                  {"id": "off", "path": "/w", "origin": "o", "validate": {}}
+                ]}"#,
+        )
+        .unwrap();
+        let html = page(&file, "API", "1", "/o.json");
+        let row = |id: &str| {
+            let start = html.find(&format!("data-route=\"{id}\"")).unwrap();
+            html[start..start + html[start..].find("</tr>").unwrap()].to_string()
+        };
+        let create = row("create");
+        assert!(
+            create.contains("JSON body <q>A &lt;user&gt;</q>"),
+            "{create}"
+        );
+        assert!(
+            create.contains("<details><summary>schema</summary><pre>{"),
+            "{create}"
+        );
+        assert!(create.contains("at most 500 bytes"), "{create}");
+        assert!(
+            create.contains("<code>?ref</code> string, required, matching <code>^a&lt;</code>"),
+            "{create}"
+        );
+        assert!(
+            !create.contains("trace"),
+            "a route's own rule replaces the top level's"
+        );
+        assert!(row("inherits").contains("<code>?trace</code> boolean"));
+        assert!(!row("off").contains("trace"));
+    }
 
     #[test]
     fn the_page_lists_routes_and_holds_no_secrets() {

@@ -13,6 +13,7 @@ use crate::policy::headers::HeaderPolicy;
 use crate::policy::ip::IpPolicy;
 use crate::policy::query::QueryPolicy;
 use crate::policy::ratelimit::phase::RouteLimit;
+use crate::policy::validate::ValidatePolicy;
 use crate::policy::Policy;
 use crate::route::{Match, RouteTable};
 use crate::upstream::region::Regions;
@@ -79,8 +80,8 @@ pub struct RouteRt {
 }
 
 /// The request policies a route has, each its own or the top level's:
-/// `(response_headers, [ip, geo, max_body_bytes])` and `[request_headers, query]`,
-/// in chain order.
+/// `(response_headers, [ip, geo, max_body_bytes])` and `[validate, request_headers,
+/// query]`, in chain order.
 fn request_policies(
     file: &RoutesFile,
     r: &config::Route,
@@ -111,8 +112,21 @@ fn request_policies(
     {
         before.push(Policy::Geo(p));
     }
-    if let Some(max) = r.max_body_bytes.or(file.max_body_bytes) {
+    // A validated body is read into memory: such a route always has a limit.
+    let validate = r.validate.as_ref().or(file.validate.as_ref());
+    let validates_body = validate.is_some_and(|v| v.body.is_some());
+    let max = r.max_body_bytes.or(file.max_body_bytes);
+    let max = max.or(validates_body.then_some(crate::policy::body_limit::DEFAULT_VALIDATED_MAX));
+    if let Some(max) = max {
         before.push(Policy::BodyLimit(max));
+    }
+    // After auth and limits (the start of the upstream part), so that only
+    // admitted requests cost a validation.
+    if let Some(rule) = validate {
+        let max = max.unwrap_or(crate::policy::body_limit::DEFAULT_VALIDATED_MAX);
+        if let Some(p) = ValidatePolicy::new(rule, max).map_err(err("validate"))? {
+            upstream.push(Policy::Validate(Box::new(p)));
+        }
     }
     if let Some(rules) = r.request_headers.as_ref().or(file.request_headers.as_ref()) {
         if let Some(p) = HeaderPolicy::new(rules, params).map_err(err("request_headers"))? {

@@ -19,6 +19,15 @@ pub enum FetchError {
     BodyTooLarge,
 }
 
+/// Why the incoming body could not be read into memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// It is longer than the limit given: reading stopped there.
+    TooLarge,
+    /// The client's stream failed (it disconnected, say).
+    Unreadable(String),
+}
+
 /// One upstream attempt.
 #[derive(Debug)]
 pub struct UpstreamRequest<'a> {
@@ -33,15 +42,9 @@ pub struct UpstreamRequest<'a> {
     pub max_body_bytes: Option<u64>,
     /// Send through this Worker service binding instead of the network.
     pub service: Option<&'a str>,
-}
-
-/// Why the incoming request's body could not be read whole.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BodyError {
-    /// It is longer than the limit given.
-    TooLarge,
-    /// The runtime failed to read it.
-    Read(String),
+    /// The request body, when a policy read it into memory ([`Ports::read_body`]):
+    /// these bytes are sent instead of the incoming stream.
+    pub body: Option<&'a [u8]>,
 }
 
 /// A fetched JWK Set: the body and the response's `Cache-Control`.
@@ -63,6 +66,11 @@ pub trait Ports {
     fn random_bytes(&self) -> [u8; 16];
     /// Waits; used while another request of this isolate fetches what this one needs.
     async fn sleep(&self, ms: u64);
+    /// Reads the incoming request body into memory, at most `max` bytes: past
+    /// them it stops reading and answers [`BodyError::TooLarge`]. The stream is
+    /// consumed: the request then goes upstream with the bytes read
+    /// ([`UpstreamRequest::body`]).
+    async fn read_body(&self, max: u64) -> Result<Vec<u8>, BodyError>;
     /// Sends the request upstream, with the incoming body when it has one.
     async fn fetch(&self, request: UpstreamRequest<'_>) -> Result<Self::Response, FetchError>;
     /// The status of a response.
@@ -81,9 +89,6 @@ pub trait Ports {
     async fn kv_put_record(&self, key: &str, value: &str) -> Result<(), String>;
     /// Deletes a KV entry (deleting an absent one succeeds).
     async fn kv_delete(&self, key: &str) -> Result<(), String>;
-    /// Reads the incoming request's body whole, refusing one longer than `max`
-    /// bytes (only the admin API reads bodies this way).
-    async fn request_body(&self, max: usize) -> Result<Vec<u8>, BodyError>;
     /// Sends one lease call to the Durable Object of a global rate limit
     /// (named `call.counter`, binding `GATEWAY_LIMITER`); gives up after
     /// `policy::ratelimit::global::CALL_TIMEOUT_MS`.

@@ -24,7 +24,6 @@ use crate::gateway::{Gateway, Secrets};
 use crate::log::Event;
 use crate::pipeline::{self, Body, Incoming, IsolateState, LogLine};
 use crate::policy::ratelimit::global::{LeaseCall, LeaseReply};
-use crate::ports::BodyError;
 use crate::ports::{FetchError, JwksDocument, Ports, UpstreamRequest};
 
 /// A fixed clock: the start of a day, so every rate-limit window begins at it.
@@ -43,6 +42,8 @@ pub struct Request {
     pub country: Option<String>,
     pub continent: Option<String>,
     pub has_body: bool,
+    /// The body, when the request file gives it (validated routes check it).
+    pub body: Option<String>,
 }
 
 impl Request {
@@ -180,17 +181,19 @@ fn har_entry(e: &Value) -> Result<Request, String> {
                 .collect()
         })
         .unwrap_or_default();
-    let has_body = req
+    let body = req
         .pointer("/postData/text")
         .and_then(Value::as_str)
-        .is_some_and(|t| !t.is_empty());
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
     Ok(Request {
         method: method.to_string(),
         scheme,
         host,
         path,
         headers,
-        has_body,
+        has_body: body.is_some(),
+        body,
         ..Request::default()
     })
 }
@@ -236,6 +239,11 @@ fn json_line(v: &Value) -> Result<Request, String> {
         country: s("country"),
         continent: s("continent"),
         has_body: v.get("body").is_some_and(|b| !b.is_null()),
+        body: match v.get("body") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) => Some(t.clone()),
+            Some(other) => Some(other.to_string()),
+        },
     })
 }
 
@@ -256,6 +264,8 @@ struct ReplayPorts {
     cache_keys: RefCell<Vec<String>>,
     jwks_asked: Cell<bool>,
     log: RefCell<Option<Logged>>,
+    /// The request's body, if the request file gives it.
+    body: Option<String>,
 }
 
 impl Ports for ReplayPorts {
@@ -272,6 +282,13 @@ impl Ports for ReplayPorts {
         b
     }
     async fn sleep(&self, _ms: u64) {}
+    async fn read_body(&self, max: u64) -> Result<Vec<u8>, crate::ports::BodyError> {
+        let body = self.body.clone().unwrap_or_default().into_bytes();
+        if body.len() as u64 > max {
+            return Err(crate::ports::BodyError::TooLarge);
+        }
+        Ok(body)
+    }
     async fn fetch(&self, request: UpstreamRequest<'_>) -> Result<u16, FetchError> {
         *self.fetched.borrow_mut() = Some(request.url.to_string());
         Ok(200)
@@ -301,9 +318,6 @@ impl Ports for ReplayPorts {
     }
     async fn kv_delete(&self, _key: &str) -> Result<(), String> {
         Err("replay does not write".into())
-    }
-    async fn request_body(&self, _max: usize) -> Result<Vec<u8>, BodyError> {
-        Err(BodyError::Read("replay has no bodies".into()))
     }
     async fn limiter_call(&self, call: &LeaseCall) -> Result<LeaseReply, String> {
         // A global limit's counter: the whole budget is free, as in a fresh window.
@@ -371,7 +385,10 @@ impl Replayer {
     pub fn run(&self, r: &Request) -> Outcome {
         let gw = &self.gw;
         let state = IsolateState::new(gw, "replay".into());
-        let ports = ReplayPorts::default();
+        let ports = ReplayPorts {
+            body: r.body.clone(),
+            ..ReplayPorts::default()
+        };
         let (path, query) = match r.path.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (r.path.as_str(), None),

@@ -309,6 +309,39 @@ mod tests {
     }
 
     #[test]
+    fn validate_shows_in_the_table_and_the_diff() {
+        let file = |top: &str, v: &str| {
+            format!(
+                r#"{{"origins": {{"o": {{"regions": [{{"name": "r", "url": "http://h"}}]}}}}, {top}
+                   "routes": [{{"id": "v", "path": "/v", "origin": "o", "validate": {v}}}]}}"#
+            )
+        };
+        let old = load(&file("", r#"{"body": {"type": "object"}}"#)).unwrap();
+        let new = load(&file(
+            r#""validate": {"query": {"t": {"type": "boolean"}}},"#,
+            r#"{"body": {"type": "array"}, "query": {"n": {"type": "integer", "required": true}}}"#,
+        ))
+        .unwrap();
+        let t = table(&new);
+        assert!(
+            t.contains(r#"validate={"body":{"type":"array"},"query":{"n":{"required":true,"type":"integer"}}}"#),
+            "{t}"
+        );
+        let d = diff(&old, &new);
+        assert!(
+            d.contains(r#"~ route "v": validate.body.type: "object" -> "array""#),
+            "{d}"
+        );
+        assert!(
+            d.contains(
+                r#"~ route "v": validate.query: - -> {"n":{"required":true,"type":"integer"}}"#
+            ),
+            "{d}"
+        );
+        assert!(d.contains("~ validate: - ->"), "{d}");
+    }
+
+    #[test]
     fn identical_files_have_no_changes() {
         let f = load(OLD).unwrap();
         assert_eq!(diff(&f, &f), "no route changes\n");

@@ -93,8 +93,12 @@ fn petstore_3_0_yaml_imports_with_its_body_schema() {
             ("showPetById".into(), "/pets/{petId}".into(), json!(["GET"])),
         ]
     );
-    // No `validate` field in the routes file yet: the mapping is reported.
-    assert!(file["routes"][1].get("validate").is_none());
+    // The body schema is the route's `validate.body`, written beside the file.
+    assert_eq!(
+        file["routes"][1]["validate"],
+        json!({"body": "schemas/createPets.json"})
+    );
+    assert!(file["routes"][0].get("validate").is_none());
     assert!(
         err.contains("route \"createPets\": request body schema"),
         "{err}"
@@ -286,8 +290,18 @@ fn github_rest_api_imports_and_checks() {
     assert!(routes
         .iter()
         .any(|r| r["path"] == "/enterprises/{enterprise}/teams/{enterprise_team}/memberships"));
-    // Request bodies: one schema per JSON body.
+    // Request bodies: one schema per JSON body, each the route's `validate.body`
+    // (and `gateway check` above compiled every one of them).
     assert!(dir.join("schemas/issues-create.json").exists());
+    assert_eq!(
+        route(&file, "issues-create")["validate"]["body"],
+        "schemas/issues-create.json"
+    );
+    let validated = routes
+        .iter()
+        .filter(|r| r.get("validate").is_some())
+        .count();
+    assert!(validated > 100, "{validated} validated routes");
     assert!(err.contains("route \"repos-upload-release-asset\": request body of type application/octet-stream is not JSON"));
 }
 
@@ -371,4 +385,80 @@ fn export_is_openapi_3_1_and_reimports_every_route() {
         assert_eq!(b["methods"], want_methods, "route {id}: methods");
     }
     assert_eq!(back["jwt"]["main"]["issuer"], "https://auth.example.com/");
+}
+
+#[test]
+fn validation_is_exported_and_reimported() {
+    use edge_gateway::config::schema;
+    let (code, out, err) = gateway(&["export", "openapi", "tests/fixtures/validate.routes.json"]);
+    assert_eq!(code, 0, "{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    let create = &doc["paths"]["/users"]["post"];
+    assert_eq!(
+        create["requestBody"]["content"]["application/json"]["schema"],
+        json!({"$ref": "#/components/schemas/create-user"})
+    );
+    // The file's `$defs` are components of their own, the references follow.
+    let components = &doc["components"]["schemas"];
+    assert_eq!(
+        components["create-user"]["properties"]["roles"]["items"],
+        json!({"$ref": "#/components/schemas/create-user.role"})
+    );
+    assert_eq!(
+        components["create-user.role"],
+        json!({"enum": ["admin", "editor", "viewer"]})
+    );
+    assert_eq!(
+        create["parameters"],
+        json!([
+            {"name": "dry_run", "in": "query", "required": false, "schema": {"type": "boolean"}},
+            {"name": "ref", "in": "query", "required": true, "schema": {"type": "string", "pattern": "^[a-z]{3}-\\d+$"}}
+        ])
+    );
+    assert!(create["responses"]["400"].is_object());
+    assert!(create["responses"]["415"].is_object());
+    // A GET has no body; the top level's query rule applies to a route without its own.
+    assert!(doc["paths"]["/users"]["get"].get("requestBody").is_none());
+    assert_eq!(
+        doc["paths"]["/users/{id}"]["get"]["parameters"][1],
+        json!({"name": "trace", "in": "query", "required": false, "schema": {"type": "boolean"}})
+    );
+    assert!(doc["paths"]["/tags"]["put"]["requestBody"].is_object());
+
+    // Round trip: every route back, the validated ones with a schema that accepts
+    // and refuses what the original does.
+    let dir = scratch("validate-roundtrip");
+    let exported = dir.join("exported.json");
+    std::fs::write(&exported, &out).unwrap();
+    let (back, _) = import(exported.to_str().unwrap(), &dir);
+    assert_checks(&dir.join("routes.json"), 4);
+    for id in ["create-user", "list-users", "get-user", "tags"] {
+        route(&back, id);
+    }
+    let read =
+        |p: &Path| -> Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    let original = schema::compile(&read(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schemas/create-user.json"),
+    ))
+    .unwrap();
+    let body = route(&back, "create-user")["validate"]["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let imported = schema::compile(&read(&dir.join(body))).unwrap();
+    for (instance, valid) in [
+        (
+            json!({"name": "Ada", "email": "ada@example.test", "roles": ["admin"]}),
+            true,
+        ),
+        (
+            json!({"name": "Ada", "email": "ada@example.test", "roles": ["root"]}),
+            false,
+        ),
+        (json!({"name": "Ada"}), false),
+        (json!({"name": "Ada", "email": "a@b", "extra": 1}), false),
+    ] {
+        assert_eq!(original.is_valid(&instance), valid, "{instance}");
+        assert_eq!(imported.is_valid(&instance), valid, "{instance}");
+    }
 }

@@ -233,3 +233,31 @@ fn the_repository_sample_requests_replay() {
     assert!(out.lines().count() >= 5, "{out}");
     assert!(out.contains("route=get-user upstream=users/eu"), "{out}");
 }
+
+#[test]
+fn validated_routes_check_the_replayed_body_and_query() {
+    let file = config::load(
+        r#"{"origins": {"o": {"regions": [{"name": "r", "url": "https://o.internal.example.com"}]}},
+            "routes": [{"id": "create", "path": "/things", "methods": ["POST"], "origin": "o",
+                        "validate": {"body": {"type": "object", "required": ["name"]},
+                                     "query": {"dry": {"type": "boolean"}}}}]}"#,
+    )
+    .unwrap();
+    let replayer = Replayer::new(file, &|_| None).unwrap();
+    let lines = [
+        r#"{"method": "POST", "url": "https://api.example.com/things", "headers": {"content-type": "application/json"}, "body": {"name": "a"}}"#,
+        r#"{"method": "POST", "url": "https://api.example.com/things", "headers": {"content-type": "application/json"}, "body": "{\"nom\": 1}"}"#,
+        r#"{"method": "POST", "url": "https://api.example.com/things", "headers": {"content-type": "text/plain"}, "body": "x"}"#,
+        r#"{"method": "POST", "url": "https://api.example.com/things?dry=maybe", "headers": {"content-type": "application/json"}, "body": {"name": "a"}}"#,
+    ];
+    let requests = replay::parse_requests(&lines.join("\n")).unwrap();
+    let statuses: Vec<Option<u16>> = requests
+        .iter()
+        .map(|r| match replayer.run(r).decision {
+            Decision::Status { status, .. } => Some(status),
+            Decision::Upstream { .. } => None,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(statuses, [None, Some(400), Some(415), Some(400)]);
+}

@@ -34,7 +34,13 @@ const USAGE: &str = "usage:
   gateway replay FILE REQUESTS   per request (HAR or JSON lines): route, decision, rate-limit key
                                  and cache key, computed offline by the gateway's own pipeline";
 
+/// A routes file with its `validate.body` schemas read (from beside it) and inlined.
 fn load(path: &str) -> Result<RoutesFile, ExitCode> {
+    load_as_written(path).map(|(_, inlined)| inlined)
+}
+
+/// A routes file as written, and with its body schemas inlined (what the build embeds).
+fn load_as_written(path: &str) -> Result<(RoutesFile, RoutesFile), ExitCode> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -42,14 +48,22 @@ fn load(path: &str) -> Result<RoutesFile, ExitCode> {
             return Err(ExitCode::from(1));
         }
     };
-    let problems: Vec<String> = match config::load(&text) {
+    let dir = std::path::Path::new(path)
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let loaded = config::load(&text).and_then(|written| {
+        let mut inlined = written.clone();
+        config::schema::inline_from_dir(&mut inlined, &dir).map(|()| (written, inlined))
+    });
+    let problems: Vec<String> = match loaded {
         // Secrets are not known here: a stand-in lets every other key check run.
-        Ok(file) => match Gateway::compile(file.clone(), &|_| Some("0".repeat(64))) {
+        Ok((written, file)) => match Gateway::compile(file.clone(), &|_| Some("0".repeat(64))) {
             Ok(gw) => {
                 let errors: Vec<String> =
                     gw.providers.into_iter().filter_map(Result::err).collect();
                 if errors.is_empty() {
-                    return Ok(file);
+                    return Ok((written, file));
                 }
                 errors
             }
@@ -156,8 +170,7 @@ fn import_openapi(input: &str, out: Option<&str>) -> ExitCode {
         imported.schemas.len(),
         if imported.schemas.len() == 1 { "" } else { "s" }
     );
-    // The routes file has no `validate` field yet: the schemas are written, and
-    // which route each belongs to is said here.
+    // Each is the `validate.body` of its route.
     for (id, schema) in &imported.bodies {
         eprintln!(
             "  route \"{id}\": request body schema {}",
@@ -237,8 +250,8 @@ fn main() -> ExitCode {
             print!("{}", report::diff(&old, &new));
             ExitCode::SUCCESS
         }
-        ["check", file] => match load(file) {
-            Ok(f) => {
+        ["check", file] => match load_as_written(file) {
+            Ok((f, _)) => {
                 println!(
                     "{file}: ok, {} route{}",
                     f.routes.len(),

@@ -40,9 +40,7 @@ const NOT_FROM_CLAIMS: [&str; 3] = ["authorization", "cookie", "content-type"];
 /// as [`is_managed`] compares (case, `_` as `-`).
 pub fn is_reserved_for_claims(name: &str) -> bool {
     let folded = folded(name);
-    is_managed(name, [])
-        || NOT_FROM_CLAIMS.contains(&folded.as_str())
-        || folded.starts_with("cf-")
+    is_managed(name, []) || NOT_FROM_CLAIMS.contains(&folded.as_str()) || folded.starts_with("cf-")
 }
 
 /// The upstream header naming a consumer's plan (set by the gateway).

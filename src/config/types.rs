@@ -50,6 +50,9 @@ pub struct RoutesFile {
     /// Parameter edits on the upstream query string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<QueryRules>,
+    /// Request validation for every route that has none of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<ValidateRule>,
     /// The routes, matched by host, path and method.
     pub routes: Vec<Route>,
     /// Serve `GET /__gateway/docs` (an HTML page of the routes, generated at build
@@ -439,6 +442,9 @@ pub struct Route {
     /// Parameter edits on the upstream query string.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<QueryRules>,
+    /// Replaces the top-level `validate`: the JSON body schema and typed query parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validate: Option<ValidateRule>,
 }
 
 /// A route's `origin`: one origin by name, or a weighted split.
@@ -907,4 +913,70 @@ pub struct QueryRules {
     /// Parameter names removed (every occurrence).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
+}
+
+/// Request validation: a request that fails gets 400 (415 for a body that is not
+/// JSON) and is never sent upstream.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateRule {
+    /// A JSON Schema (draft 2020-12) for the JSON request body of POST, PUT and PATCH
+    /// requests (and of any request that carries a body): the path of a `.json`
+    /// file relative to the routes file, embedded at build time, or the schema
+    /// itself as an object. The route's `max_body_bytes` (default 1 MiB) bounds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodySchema>,
+    /// Query parameters by name: their type, whether they are required, a pattern.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, QueryParam>,
+}
+
+/// Where a body schema is: a file, or inline (the build embeds files inline).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum BodySchema {
+    /// A path relative to the routes file (`schemas/create-user.json`).
+    Path(String),
+    /// The schema itself.
+    Inline(serde_json::Map<String, serde_json::Value>),
+}
+
+/// One typed query parameter. Every occurrence of the parameter is checked, after
+/// percent-decoding (`+` is a space); parameters not listed pass unchecked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryParam {
+    /// `integer` (an optional sign and digits), `number` (a JSON number),
+    /// `boolean` (`true` or `false`) or `string` (default).
+    #[serde(rename = "type", default)]
+    pub kind: ParamType,
+    /// The request must carry the parameter.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+    /// An ECMA-262 regular expression the decoded value must match somewhere (as JSON
+    /// Schema's `pattern`: anchor it with `^...$` to match the whole value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+}
+
+/// The type of a query parameter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    Integer,
+    Number,
+    Boolean,
+    #[default]
+    String,
+}
+
+impl ParamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::Integer => "integer",
+            ParamType::Number => "number",
+            ParamType::Boolean => "boolean",
+            ParamType::String => "string",
+        }
+    }
 }

@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::path::{parse_path, parse_rewrite};
 use super::types::{
-    Algorithm, AuthSpec, Cors, GeoRule, HeaderRules, IpRule, JwtProvider, KeyKind, Method, Origin,
-    OriginRef, QueryRules, RateScope, Route, RoutesFile,
+    Algorithm, AuthSpec, BodySchema, Cors, GeoRule, HeaderRules, IpRule, JwtProvider, KeyKind,
+    Method, Origin, OriginRef, QueryRules, RateScope, Route, RoutesFile, ValidateRule,
 };
 
 /// One problem in a routes file.
@@ -28,7 +28,7 @@ impl fmt::Display for Problem {
 }
 
 /// The fields of the file's top level.
-const TOP_LEVEL_FIELDS: [&str; 14] = [
+const TOP_LEVEL_FIELDS: [&str; 15] = [
     "$schema",
     "docs",
     "origins",
@@ -42,6 +42,7 @@ const TOP_LEVEL_FIELDS: [&str; 14] = [
     "request_headers",
     "response_headers",
     "query",
+    "validate",
     "routes",
 ];
 
@@ -251,7 +252,6 @@ fn check_consumers(file: &RoutesFile, problems: &mut Problems) {
     }
 }
 
-
 #[derive(Default)]
 struct Problems(Vec<Problem>);
 
@@ -346,6 +346,7 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
     let request_headers = part(&top, "request_headers", &mut problems);
     let response_headers = part(&top, "response_headers", &mut problems);
     let query = part(&top, "query", &mut problems);
+    let validate = part(&top, "validate", &mut problems);
 
     let mut routes = Vec::new();
     let mut routes_ok = true;
@@ -379,6 +380,7 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
         request_headers,
         response_headers,
         query,
+        validate,
         routes,
         docs,
     };
@@ -1115,6 +1117,13 @@ fn check_policies(file: &RoutesFile, route: Option<&Route>, problems: &mut Probl
     if let Some(rules) = query {
         check_query_rules(rules, &subject, problems);
     }
+    let validate = match route {
+        Some(r) => r.validate.as_ref(),
+        None => file.validate.as_ref(),
+    };
+    if let Some(rule) = validate {
+        check_validate(rule, &subject, problems);
+    }
     // Value templates, against this route's parameters.
     let Some(route) = route else { return };
     let Ok(template) = parse_path(&route.path) else {
@@ -1156,6 +1165,46 @@ fn check_policies(file: &RoutesFile, route: Option<&Route>, problems: &mut Probl
                 ""
             };
             problems.add(&subject, format!("{what}{from}: \"{value}\" {e}"));
+        }
+    }
+}
+
+/// `validate`: a body schema path that can name a file beside the routes file (or
+/// an inline schema that compiles), query parameters with names and patterns.
+/// The files themselves are read and compiled by `config::schema::inline`.
+fn check_validate(rule: &ValidateRule, subject: &str, problems: &mut Problems) {
+    match &rule.body {
+        Some(BodySchema::Path(p)) => {
+            if p.is_empty() {
+                problems.add(subject, "validate.body: the schema path must not be empty");
+            } else if p.starts_with('/') || p.starts_with('\\') || p.contains("://") {
+                problems.add(
+                    subject,
+                    format!("validate.body \"{p}\": must be a path relative to the routes file"),
+                );
+            }
+        }
+        Some(BodySchema::Inline(schema)) => {
+            if let Err(e) = super::schema::compile(&Value::Object(schema.clone())) {
+                problems.add(
+                    subject,
+                    format!("validate.body: not a valid JSON Schema: {e}"),
+                );
+            }
+        }
+        None => {}
+    }
+    for (name, param) in &rule.query {
+        if name.is_empty() {
+            problems.add(
+                subject,
+                "validate.query: a parameter name must not be empty",
+            );
+        }
+        if let Some(pattern) = &param.pattern {
+            if let Err(e) = super::schema::compile_pattern(pattern) {
+                problems.add(subject, format!("validate.query \"{name}\": pattern {e}"));
+            }
         }
     }
 }
@@ -1681,6 +1730,36 @@ mod tests {
                  {top}
                  "routes": {routes}}}"#
         )
+    }
+
+    #[test]
+    fn validate_problems_are_named() {
+        let p = problems(&with_top(
+            r#""validate": {"body": "/etc/schema.json", "query": {"": {}}},"#,
+            r#"[{"id": "a", "path": "/a", "origin": "users",
+                 "validate": {"body": {"type": "strnig"}, "query": {"n": {"type": "int"}}}},
+                {"id": "b", "path": "/b", "origin": "users",
+                 "validate": {"body": "", "query": {"q": {"pattern": "a("}}, "extra": 1}},
+                {"id": "c", "path": "/c", "origin": "users",
+                 "validate": {"body": "http://example.com/s.json", "query": {"x": {"pattern": "^x"}}}},
+                {"id": "d", "path": "/d", "origin": "users", "validate": {}}]"#,
+        ));
+        let want = [
+            r#"route "a": validate.query.n.type: unknown variant `int`, expected one of `integer`, `number`, `boolean`, `string`"#,
+            r#"route "b": validate: unknown field `extra`, expected `body` or `query`"#,
+            r#"file: validate.body "/etc/schema.json": must be a path relative to the routes file"#,
+            r#"file: validate.query: a parameter name must not be empty"#,
+            // Inline schemas and patterns are compiled: the validator's own words follow.
+            r#"route "a": validate.body: not a valid JSON Schema: "#,
+            r#"route "b": validate.body: the schema path must not be empty"#,
+            r#"route "b": validate.query "q": pattern "a(" is not an ECMA-262 regular expression ("#,
+            r#"route "c": validate.body "http://example.com/s.json": must be a path relative to the routes file"#,
+        ];
+        assert_eq!(p.len(), want.len(), "{p:#?}");
+        for (got, w) in p.iter().zip(want) {
+            assert!(got.starts_with(w), "{w}\n{p:#?}");
+        }
+        assert!(p[4].contains("at '/type'"), "{p:#?}");
     }
 
     #[test]

@@ -30,6 +30,10 @@ use crate::ports::{BodyError, FetchError, JwksDocument, Ports, UpstreamRequest};
 /// How long a JWKS fetch may take.
 const JWKS_TIMEOUT_MS: u64 = 5_000;
 
+/// How much of a refused upload (past `max_body_bytes`) is read and dropped so the
+/// connection stays usable; past this the rest is left unread.
+const DRAIN_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
 /// What an isolate builds once and keeps: the compiled gateway, its state, its settings.
 struct Isolate {
     gw: Gateway,
@@ -207,6 +211,55 @@ impl Ports for EdgePorts {
         Delay::from(Duration::from_millis(ms)).await;
     }
 
+    async fn read_body(&self, max: u64) -> Result<Vec<u8>, BodyError> {
+        let Some(stream) = self.request.body() else {
+            return Ok(Vec::new());
+        };
+        if !self.has_body || self.body_sent.replace(true) {
+            return Ok(Vec::new());
+        }
+        let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+        let unreadable = |e: worker::wasm_bindgen::JsValue| BodyError::Unreadable(format!("{e:?}"));
+        let mut out = Vec::new();
+        loop {
+            let step = JsFuture::from(reader.read()).await.map_err(unreadable)?;
+            let done = worker::js_sys::Reflect::get(&step, &"done".into()).map_err(unreadable)?;
+            if done.is_truthy() {
+                return Ok(out);
+            }
+            let value = worker::js_sys::Reflect::get(&step, &"value".into()).map_err(unreadable)?;
+            let chunk = worker::js_sys::Uint8Array::new(&value);
+            let len = chunk.length() as usize;
+            if (out.len() + len) as u64 > max {
+                // Nothing more is kept. The rest of the upload is read and dropped
+                // (up to DRAIN_MAX_BYTES, never copied into wasm): an upload left
+                // unread, or a cancelled stream, makes the next request on the
+                // connection fail under `wrangler dev` (503 "Your worker restarted
+                // mid-request").
+                let mut drained = 0u64;
+                while drained < DRAIN_MAX_BYTES {
+                    let Ok(step) = JsFuture::from(reader.read()).await else {
+                        break;
+                    };
+                    let done = worker::js_sys::Reflect::get(&step, &"done".into())
+                        .map_or(true, |d| d.is_truthy());
+                    if done {
+                        break;
+                    }
+                    drained += worker::js_sys::Reflect::get(&step, &"value".into())
+                        .map_or(0, |v| {
+                            u64::from(worker::js_sys::Uint8Array::new(&v).length())
+                        });
+                }
+                reader.release_lock();
+                return Err(BodyError::TooLarge);
+            }
+            let start = out.len();
+            out.resize(start + len, 0);
+            chunk.copy_to(&mut out[start..]);
+        }
+    }
+
     async fn fetch(&self, up: UpstreamRequest<'_>) -> Result<web_sys::Response, FetchError> {
         let headers = web_sys::Headers::new_with_headers(&self.request.headers())
             .map_err(|_| FetchError::Connect("headers".into()))?;
@@ -218,7 +271,10 @@ impl Ports for EdgePorts {
         // `max_body_bytes` is enforced on declared lengths by the pipeline; counting a
         // streamed body here (`up.max_body_bytes`, `FetchError::BodyTooLarge`) is not
         // done yet: the body of unknown length streams through unlimited.
-        if let Some(body) = self.request.body() {
+        if let Some(bytes) = up.body {
+            // Read into memory by a policy (`read_body`): sent as read.
+            init.set_body(&worker::js_sys::Uint8Array::from(bytes).into());
+        } else if let Some(body) = self.request.body() {
             if self.has_body && !self.body_sent.replace(true) {
                 init.set_body(&body);
             }
@@ -325,30 +381,6 @@ impl Ports for EdgePorts {
     async fn kv_delete(&self, key: &str) -> Result<(), String> {
         let kv = self.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
         kv.delete(key).await.map_err(|e| e.to_string())
-    }
-
-    async fn request_body(&self, max: usize) -> Result<Vec<u8>, BodyError> {
-        let declared = JsHeaders(&self.request.headers())
-            .get("content-length")
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max as u64) {
-            return Err(BodyError::TooLarge);
-        }
-        if self.request.body().is_none() {
-            return Ok(Vec::new());
-        }
-        let buffer = self
-            .request
-            .array_buffer()
-            .map_err(|_| BodyError::Read("the body was already read".into()))?;
-        let buffer = JsFuture::from(buffer)
-            .await
-            .map_err(|_| BodyError::Read("the body could not be read".into()))?;
-        let bytes = worker::js_sys::Uint8Array::new(&buffer);
-        if bytes.length() as usize > max {
-            return Err(BodyError::TooLarge);
-        }
-        Ok(bytes.to_vec())
     }
 
     async fn limiter_call(&self, call: &LeaseCall) -> Result<LeaseReply, String> {

@@ -21,6 +21,7 @@ pub enum Kind {
     UpgradeRequired,
     PayloadTooLarge,
     UriTooLong,
+    UnsupportedMediaType,
     TooManyRequests,
     /// A consumer's quota for the period is used up (429, its own type).
     QuotaExceeded,
@@ -43,6 +44,7 @@ impl Kind {
             Kind::UpgradeRequired => 426,
             Kind::PayloadTooLarge => 413,
             Kind::UriTooLong => 414,
+            Kind::UnsupportedMediaType => 415,
             Kind::TooManyRequests => 429,
             Kind::QuotaExceeded => 429,
             Kind::HeadersTooLarge => 431,
@@ -64,6 +66,7 @@ impl Kind {
             Kind::UpgradeRequired => "Upgrade required",
             Kind::PayloadTooLarge => "Request body too large",
             Kind::UriTooLong => "Request path too long",
+            Kind::UnsupportedMediaType => "Unsupported request body type",
             Kind::TooManyRequests => "Rate limit exceeded",
             Kind::QuotaExceeded => "Quota exceeded",
             Kind::HeadersTooLarge => "Request headers too large",
@@ -86,6 +89,7 @@ impl Kind {
             Kind::UpgradeRequired => "urn:edge-gateway:problem:upgrade-required",
             Kind::PayloadTooLarge => "urn:edge-gateway:problem:payload-too-large",
             Kind::UriTooLong => "urn:edge-gateway:problem:uri-too-long",
+            Kind::UnsupportedMediaType => "urn:edge-gateway:problem:unsupported-media-type",
             Kind::TooManyRequests => "urn:edge-gateway:problem:rate-limited",
             Kind::QuotaExceeded => "urn:edge-gateway:problem:quota-exceeded",
             Kind::HeadersTooLarge => "urn:edge-gateway:problem:headers-too-large",
@@ -105,6 +109,17 @@ pub struct Problem {
     pub detail: Cow<'static, str>,
     /// Extra response headers (`Allow`, `WWW-Authenticate`, `Retry-After`, ...).
     pub headers: Vec<(&'static str, String)>,
+    /// What a validation found wrong, one entry a place (the body's `errors` array).
+    pub errors: Vec<FieldError>,
+}
+
+/// One entry of a problem's `errors` array: where (a JSON pointer) and what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// Into the request body (`""` for the whole body, `/items/0/name`), or
+    /// `/query/NAME` for a query parameter.
+    pub pointer: String,
+    pub detail: String,
 }
 
 impl Problem {
@@ -113,7 +128,14 @@ impl Problem {
             kind,
             detail: detail.into(),
             headers: Vec::new(),
+            errors: Vec::new(),
         }
+    }
+
+    /// With an `errors` array in the body.
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -127,14 +149,17 @@ impl Problem {
 
     /// The JSON body, naming the request id.
     pub fn body(&self, request_id: &str) -> String {
-        serde_json::json!({
+        let mut body = serde_json::json!({
             "type": self.kind.type_uri(),
             "title": self.kind.title(),
             "status": self.kind.status(),
             "detail": self.detail,
             "request_id": request_id,
-        })
-        .to_string()
+        });
+        if !self.errors.is_empty() {
+            body["errors"] = serde_json::json!(self.errors);
+        }
+        body.to_string()
     }
 }
 
@@ -151,6 +176,23 @@ mod tests {
         assert_eq!(v["type"], "urn:edge-gateway:problem:method-not-allowed");
         assert!(v["title"].is_string());
         assert_eq!(p.headers, vec![("allow", "GET, HEAD".to_string())]);
+    }
+
+    #[test]
+    fn errors_are_listed_only_when_there_are_some() {
+        let p = Problem::new(Kind::BadRequest, "invalid");
+        let v: serde_json::Value = serde_json::from_str(&p.body("r")).unwrap();
+        assert!(v.get("errors").is_none());
+        let p = p.with_errors(vec![FieldError {
+            pointer: "/a/0".into(),
+            detail: "want string".into(),
+        }]);
+        let v: serde_json::Value = serde_json::from_str(&p.body("r")).unwrap();
+        assert_eq!(
+            v["errors"],
+            serde_json::json!([{"pointer": "/a/0", "detail": "want string"}])
+        );
+        assert_eq!(Problem::new(Kind::UnsupportedMediaType, "x").status(), 415);
     }
 
     #[test]

@@ -14,11 +14,91 @@
 //!   route has several);
 //! - `auth` becomes `security` over a bearer scheme per jwt provider;
 //! - `host`, `origin`, `rate_limit` and `cache` become `x-gateway-host`,
-//!   `x-gateway-origin`, `x-gateway-rate-limit` and `x-gateway-cache`.
+//!   `x-gateway-origin`, `x-gateway-rate-limit` and `x-gateway-cache`;
+//! - `validate`: the body schema (once inlined, as the build and the CLI do)
+//!   becomes the `requestBody` of POST, PUT and PATCH operations, a component
+//!   schema named by the route id (its `$defs` are components `ROUTE.NAME`, and
+//!   its local `$ref`s point there); typed query parameters become `in: query`
+//!   parameters.
 
 use serde_json::{json, Map, Value};
 
-use crate::config::{Method, Route, RoutesFile};
+use crate::config::{BodySchema, Method, Route, RoutesFile};
+
+/// A body schema's local `$ref` (`#`, `#/$defs/x/...`, `#/properties/...`) as a
+/// pointer into the document's components.
+fn component_ref(route: &str, r: &str) -> Option<String> {
+    let pointer = r.strip_prefix('#')?;
+    if let Some(rest) = pointer.strip_prefix("/$defs/") {
+        let (name, tail) = rest.split_once('/').map_or((rest, ""), |(n, t)| (n, t));
+        let name = name.replace("~1", "/").replace("~0", "~");
+        let sep = if tail.is_empty() { "" } else { "/" };
+        return Some(format!(
+            "#/components/schemas/{}{sep}{tail}",
+            component_name(route, Some(&name))
+        ));
+    }
+    Some(format!("#/components/schemas/{route}{pointer}"))
+}
+
+/// A component name: `ROUTE` for the body, `ROUTE.DEF` for one of its `$defs`
+/// (characters OpenAPI does not allow in a name become `_`).
+fn component_name(route: &str, def: Option<&str>) -> String {
+    match def {
+        None => route.to_string(),
+        Some(d) => {
+            let d: String = d
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            format!("{route}.{d}")
+        }
+    }
+}
+
+/// Rewrites every local `$ref` of a schema to its component.
+fn rewrite_refs(route: &str, v: &mut Value) {
+    match v {
+        Value::Object(obj) => {
+            for (k, val) in obj.iter_mut() {
+                match (k.as_str(), &*val) {
+                    ("$ref" | "$dynamicRef", Value::String(r)) => {
+                        if let Some(new) = component_ref(route, r) {
+                            *val = Value::String(new);
+                        }
+                    }
+                    _ => rewrite_refs(route, val),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| rewrite_refs(route, i)),
+        _ => {}
+    }
+}
+
+/// The component schemas of a route's body schema: the body, then its `$defs`.
+fn body_components(route: &str, schema: &Map<String, Value>) -> Vec<(String, Value)> {
+    let mut root = schema.clone();
+    root.remove("$schema");
+    let defs = root.remove("$defs");
+    let mut out = Vec::new();
+    if let Some(Value::Object(defs)) = defs {
+        for (name, mut def) in defs {
+            rewrite_refs(route, &mut def);
+            out.push((component_name(route, Some(&name)), def));
+        }
+    }
+    let mut root = Value::Object(root);
+    rewrite_refs(route, &mut root);
+    out.insert(0, (component_name(route, None), root));
+    out
+}
 
 /// The title given when the caller has none.
 pub const DEFAULT_TITLE: &str = "API";
@@ -158,6 +238,42 @@ fn operation(file: &RoutesFile, route: &Route, method: Method, several: bool) ->
         }
         op.insert("x-gateway-cache".into(), c);
     }
+    if let Some(rule) = route.validate.as_ref().or(file.validate.as_ref()) {
+        let mut ps = op
+            .remove("parameters")
+            .and_then(|p| p.as_array().cloned())
+            .unwrap_or_default();
+        for (name, q) in &rule.query {
+            let mut schema = json!({"type": q.kind.as_str()});
+            if let Some(p) = &q.pattern {
+                schema["pattern"] = json!(p);
+            }
+            ps.push(json!({"name": name, "in": "query", "required": q.required, "schema": schema}));
+        }
+        if !ps.is_empty() {
+            op.insert("parameters".into(), Value::Array(ps));
+        }
+        let with_body = matches!(method, Method::Post | Method::Put | Method::Patch);
+        if let (Some(BodySchema::Inline(_)), true) = (&rule.body, with_body) {
+            op.insert(
+                "requestBody".into(),
+                json!({
+                    "required": true,
+                    "content": {"application/json": {"schema": {
+                        "$ref": format!("#/components/schemas/{}", component_name(&route.id, None))
+                    }}}
+                }),
+            );
+            responses.insert(
+                "415".into(),
+                json!({"description": "the body is not declared as JSON"}),
+            );
+        }
+        responses.insert(
+            "400".into(),
+            json!({"description": "the request does not validate; `errors` lists JSON pointers"}),
+        );
+    }
     op.insert("responses".into(), Value::Object(responses));
     Value::Object(op)
 }
@@ -236,6 +352,23 @@ pub fn document(file: &RoutesFile, title: &str, version: &str) -> Value {
     }
     if !schemes.is_empty() {
         doc["components"] = json!({ "securitySchemes": schemes });
+    }
+    let mut schemas = Map::new();
+    for route in &file.routes {
+        if let Some(BodySchema::Inline(schema)) = route
+            .validate
+            .as_ref()
+            .or(file.validate.as_ref())
+            .and_then(|v| v.body.as_ref())
+        {
+            schemas.extend(body_components(&route.id, schema));
+        }
+    }
+    if !schemas.is_empty() {
+        if doc.get("components").is_none() {
+            doc["components"] = json!({});
+        }
+        doc["components"]["schemas"] = Value::Object(schemas);
     }
     doc
 }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 
 use crate::config::{self, Auth, CacheRule, JwtProvider, Method, Origin, RateLimit, Region, Route};
-use crate::config::{OriginRef, Problem, RoutesFile};
+use crate::config::{BodySchema, OriginRef, Problem, RoutesFile, ValidateRule};
 
 /// The origin name used when the description names none.
 pub const ORIGIN: &str = "api";
@@ -171,6 +171,44 @@ fn is_json_media(media: &str) -> bool {
         .trim()
         .to_ascii_lowercase();
     base == "application/json" || (base.starts_with("application/") && base.ends_with("+json"))
+}
+
+/// The JSON Schema of an operation's JSON request body, if it has one; what
+/// cannot be used (no schema, a type that is not JSON) is noted.
+fn request_body(
+    doc: &Value,
+    op: &Value,
+    id: &str,
+    at: &str,
+    notes: &mut Vec<String>,
+) -> Option<Value> {
+    let body = deref(doc, op.get("requestBody")?, notes, at)?;
+    let content = body.get("content").and_then(Value::as_object);
+    let json_media = content.and_then(|c| c.iter().find(|(k, _)| is_json_media(k)));
+    match json_media {
+        Some((_, media)) => match media.get("schema") {
+            Some(schema) => {
+                return Some(body_schema(doc, schema, notes, &format!("route \"{id}\"")));
+            }
+            None => notes.push(format!(
+                "route \"{id}\": the JSON request body has no schema; nothing to validate"
+            )),
+        },
+        None => {
+            let types: Vec<&str> = content
+                .map(|c| c.keys().map(String::as_str).collect())
+                .unwrap_or_default();
+            notes.push(format!(
+                "route \"{id}\": request body of type {} is not JSON; not validated",
+                if types.is_empty() {
+                    "(none given)".to_string()
+                } else {
+                    types.join(", ")
+                }
+            ));
+        }
+    }
+    None
 }
 
 /// Turns an OpenAPI schema into a JSON Schema 2020-12 document: component schemas
@@ -618,6 +656,19 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
                             ms.push(m);
                         }
                     }
+                    // The route's body schema: the first operation of the group that has one.
+                    let id = routes[i].id.clone();
+                    if !bodies.contains_key(&id) {
+                        if let Some(converted) = request_body(doc, op, &id, &at, &mut notes) {
+                            let file = format!("schemas/{id}.json");
+                            schemas.push((file.clone(), converted));
+                            bodies.insert(id.clone(), file.clone());
+                            routes[i].validate = Some(ValidateRule {
+                                body: Some(BodySchema::Path(file)),
+                                query: BTreeMap::new(),
+                            });
+                        }
+                    }
                     continue;
                 }
             }
@@ -698,38 +749,19 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
         });
 
         // The request body.
-        if let Some(body) = op.get("requestBody") {
-            if let Some(body) = deref(doc, body, &mut notes, &at) {
-                let content = body.get("content").and_then(Value::as_object);
-                let json_media = content.and_then(|c| c.iter().find(|(k, _)| is_json_media(k)));
-                match json_media {
-                    Some((_, media)) => match media.get("schema") {
-                        Some(schema) => {
-                            let file = format!("schemas/{id}.json");
-                            let converted = body_schema(doc, schema, &mut notes, &format!("route \"{id}\""));
-                            schemas.push((file.clone(), converted));
-                            bodies.insert(id.clone(), file);
-                        }
-                        None => notes.push(format!(
-                            "route \"{id}\": the JSON request body has no schema; nothing to validate"
-                        )),
-                    },
-                    None => {
-                        let types: Vec<&str> = content
-                            .map(|c| c.keys().map(String::as_str).collect())
-                            .unwrap_or_default();
-                        notes.push(format!(
-                            "route \"{id}\": request body of type {} is not JSON; not validated",
-                            if types.is_empty() { "(none given)".to_string() } else { types.join(", ") }
-                        ));
-                    }
-                }
-            }
+        if let Some(converted) = request_body(doc, op, &id, &at, &mut notes) {
+            let file = format!("schemas/{id}.json");
+            schemas.push((file.clone(), converted));
+            bodies.insert(id.clone(), file);
         }
 
         if let Some(group) = op.get("x-gateway-route").and_then(Value::as_str) {
             grouped.insert((group.to_string(), route_path.clone()), routes.len());
         }
+        let validate = bodies.get(&id).map(|file| ValidateRule {
+            body: Some(BodySchema::Path(file.clone())),
+            query: BTreeMap::new(),
+        });
         routes.push(Route {
             id,
             path: route_path,
@@ -750,6 +782,7 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
             request_headers: None,
             response_headers: None,
             query: None,
+            validate,
         });
     }
     if !renamed.is_empty() {
@@ -829,8 +862,26 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
         request_headers: None,
         response_headers: None,
         query: None,
+        validate: None,
     };
 
+    // A converted schema the validator refuses is not used, and said.
+    for r in &mut file.routes {
+        let Some(path) = bodies.get(&r.id) else {
+            continue;
+        };
+        let Some((_, schema)) = schemas.iter().find(|(p, _)| p == path) else {
+            continue;
+        };
+        if let Err(e) = config::schema::compile(schema) {
+            notes.push(format!(
+                "route \"{}\": the request body schema does not compile ({e}); not validated",
+                r.id
+            ));
+            r.validate = None;
+            bodies.remove(&r.id);
+        }
+    }
     // Whatever the routes file refuses (conflicting paths, say) is left out, and said.
     for _ in 0..file.routes.len() + 1 {
         let text = serde_json::to_string(&file).map_err(|e| e.to_string())?;

@@ -189,6 +189,9 @@ pub struct Ctx {
     pub consumer: Option<crate::policy::consumer::ConsumerRef>,
     /// Time spent upstream, once the request went there.
     pub upstream_ms: Option<u64>,
+    /// The request body, once a policy read it into memory (`validate`): sent
+    /// upstream instead of the incoming stream.
+    pub body: Option<Vec<u8>>,
     pub log: LogLine,
 }
 

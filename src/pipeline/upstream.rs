@@ -266,10 +266,12 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
         state.hedge_budgets.borrow_mut()[origin_index].note_request(upstream_started);
     }
     let websocket = route.websocket();
+    // A body a policy read into memory (validation) goes instead of the stream.
+    let body = ctx.body.take();
     // One attempt at a region: its URL, the fetch, a status no response can carry mapped to Invalid.
     let send = |region_index: usize| {
         let region = &origin.regions[region_index];
-        let (headers, query, upstream_path) = (&headers, &query, &upstream_path);
+        let (headers, query, upstream_path, body) = (&headers, &query, &upstream_path, &body);
         async move {
             let mut url = String::with_capacity(
                 region.base.len() + upstream_path.len() + 1 + query.as_ref().map_or(0, |q| q.len()),
@@ -288,6 +290,7 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
                     timeout_ms: route.timeout_ms.unwrap_or(origin.timeout_ms),
                     max_body_bytes: route.max_body_bytes(),
                     service: region.service.as_deref(),
+                    body: body.as_deref(),
                 })
                 .await;
             match result {

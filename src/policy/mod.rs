@@ -28,6 +28,7 @@ pub mod headers;
 pub mod ip;
 pub mod query;
 pub mod ratelimit;
+pub mod validate;
 pub mod websocket;
 
 use std::borrow::Cow;
@@ -64,6 +65,8 @@ pub enum Policy {
     RequestHeaders(headers::HeaderPolicy),
     /// `query`: edits of the query string the origin receives.
     Query(query::QueryPolicy),
+    /// `validate`: typed query parameters and the body's JSON Schema.
+    Validate(Box<validate::ValidatePolicy>),
     /// The edge cache.
     Cache(cache::CachePolicy),
 }
@@ -110,11 +113,12 @@ impl Policy {
                 Kind::Forbidden,
                 "requests from this location are not allowed on this route",
             )),
-            (Policy::BodyLimit(max), _) => body_limit::on_request(*max, req),
+            (Policy::BodyLimit(max), _) => body_limit::on_request(*max, x.ports, req, cx).await,
             (Policy::WebSocket(p), _) => p.on_request(x),
             (Policy::Auth(p), _) => p.on_request(x, cx).await,
             (Policy::RateLimit(p), State::RateLimit(s)) => p.on_request(x, cx, s).await,
             (Policy::Plan(p), State::Plan(s)) => p.on_request(x, cx, s).await,
+            (Policy::Validate(p), _) => p.on_request(x, cx).await,
             (Policy::Cache(p), State::Cache(s)) => p.on_request(x, cx, s).await,
             _ => Ok(Flow::Continue),
         }

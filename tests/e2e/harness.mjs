@@ -16,8 +16,8 @@
 //   };
 //
 // `config(ctx)` gets ctx.servers (name -> started origin: url, port, hits,
-// requests, count(suffix), reset()), ctx.deadUrl (nothing listens there) and
-// ctx.root. The harness merges every suite's fragment into one routes file
+// requests, count(suffix), reset()), ctx.deadUrl (nothing listens there),
+// ctx.root and ctx.dir (the directory of the merged routes file). The harness merges every suite's fragment into one routes file
 // (a duplicate origin, provider or route id, or two top-level `cors`, is an error).
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -543,7 +543,8 @@ export class E2E {
     }
     // Nothing listens on port 1 (privileged, unused): connections are refused.
     this.deadUrl = 'http://127.0.0.1:1';
-    const ctx = { servers: this.servers, deadUrl: this.deadUrl, root: ROOT };
+    // ctx.dir: where the merged routes file is written (`validate.body` paths are relative to it).
+    const ctx = { servers: this.servers, deadUrl: this.deadUrl, root: ROOT, dir: this.tmp };
     this.routes = mergeConfig(this.suites.filter((s) => s.config).map((s) => ({ suite: s.name, part: s.config(ctx) })));
     this.routesFile = path.join(this.tmp, 'routes.json');
     await fsp.writeFile(this.routesFile, JSON.stringify(this.routes, null, 2) + '\n');

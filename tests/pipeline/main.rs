@@ -152,6 +152,9 @@ struct Sent {
     max_body_bytes: Option<u64>,
     /// The service binding it went through, if any.
     service: Option<String>,
+    /// The body sent: the bytes a policy read into memory, or `None` for the
+    /// incoming stream passed through.
+    body: Option<Vec<u8>>,
 }
 
 impl Sent {
@@ -188,8 +191,10 @@ struct Fake {
     /// The length of the streamed request body (no `Content-Length`), as the edge
     /// would count it against `max_body_bytes`.
     streamed_body: Cell<Option<u64>>,
-    /// The body `request_body` reads (the admin API's).
+    /// The incoming request's body, for `read_body` (set by `World::send` from `Req::body`).
     body: RefCell<Vec<u8>>,
+    /// Every `read_body` call: its limit.
+    body_reads: RefCell<Vec<u64>>,
 }
 
 impl Fake {
@@ -298,6 +303,16 @@ impl Ports for Fake {
         yield_now().await;
     }
 
+    async fn read_body(&self, max: u64) -> Result<Vec<u8>, BodyError> {
+        self.body_reads.borrow_mut().push(max);
+        yield_now().await;
+        let body = self.body.borrow().clone();
+        if body.len() as u64 > max {
+            return Err(BodyError::TooLarge);
+        }
+        Ok(body)
+    }
+
     async fn fetch(&self, request: UpstreamRequest<'_>) -> Result<Resp, FetchError> {
         let asked_at = self.clock.get();
         let mut headers = self.incoming.borrow().clone();
@@ -309,6 +324,7 @@ impl Ports for Fake {
             timeout_ms: request.timeout_ms,
             max_body_bytes: request.max_body_bytes,
             service: request.service.map(str::to_string),
+            body: request.body.map(<[u8]>::to_vec),
         });
         // The edge's port contract: a streamed body past the limit is cut before it
         // is sent whole, and the fetch fails as `BodyTooLarge`.
@@ -421,14 +437,6 @@ impl Ports for Fake {
         Ok(())
     }
 
-    async fn request_body(&self, max: usize) -> Result<Vec<u8>, BodyError> {
-        let body = self.body.borrow().clone();
-        if body.len() > max {
-            return Err(BodyError::TooLarge);
-        }
-        Ok(body)
-    }
-
     async fn limiter_call(&self, call: &LeaseCall) -> Result<LeaseReply, String> {
         self.limiter_calls.borrow_mut().push(call.clone());
         // A round trip: other requests run meanwhile.
@@ -497,6 +505,7 @@ struct Req {
     country: Option<String>,
     continent: Option<String>,
     has_body: bool,
+    body: Vec<u8>,
 }
 
 fn req(method: &str, target: &str) -> Req {
@@ -515,6 +524,7 @@ fn req(method: &str, target: &str) -> Req {
         country: None,
         continent: None,
         has_body: false,
+        body: Vec::new(),
     }
 }
 
@@ -545,6 +555,12 @@ impl Req {
     fn with_body(mut self) -> Req {
         self.has_body = true;
         self
+    }
+    /// A body of these bytes (with its `Content-Length`).
+    fn body(mut self, bytes: &[u8]) -> Req {
+        self.has_body = true;
+        self.body = bytes.to_vec();
+        self.header("content-length", &bytes.len().to_string())
     }
 }
 
@@ -628,6 +644,7 @@ fn world_with(config: Value, secrets: &[(&str, &str)]) -> World {
 impl World {
     fn send(&self, r: &Req) -> Out {
         *self.ports.incoming.borrow_mut() = r.headers.clone();
+        *self.ports.body.borrow_mut() = r.body.clone();
         let view = Hdrs(&r.headers);
         let reply = block_on(pipeline::handle(
             &self.gw,
@@ -952,4 +969,5 @@ mod rate_limits;
 mod regions;
 mod request_policies;
 mod routing;
+mod validation;
 mod websocket;

@@ -82,7 +82,6 @@ const WRONG_ISSUER: &str = "wrong issuer";
 const WRONG_AUDIENCE: &str = "wrong audience";
 const WRONG_TYPE: &str = "wrong token type";
 
-
 /// Why a request was not authorized.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {

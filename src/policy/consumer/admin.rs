@@ -120,14 +120,14 @@ impl<P: Ports, H: HeaderView + ?Sized> Admin<'_, P, H> {
     async fn body<T: for<'de> Deserialize<'de>>(&self) -> Result<T, Problem> {
         let bytes = self
             .ports
-            .request_body(MAX_ADMIN_BODY)
+            .read_body(MAX_ADMIN_BODY as u64)
             .await
             .map_err(|e| match e {
                 crate::ports::BodyError::TooLarge => Problem::new(
                     Kind::PayloadTooLarge,
                     format!("admin request bodies are at most {MAX_ADMIN_BODY} bytes"),
                 ),
-                crate::ports::BodyError::Read(_) => bad("the request body could not be read"),
+                crate::ports::BodyError::Unreadable(_) => bad("the request body could not be read"),
             })?;
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("the body is not valid: {e}")))
     }
