@@ -24,8 +24,8 @@ pub enum FetchError {
 pub enum BodyError {
     /// It is longer than the limit given: reading stopped there.
     TooLarge,
-    /// The client's stream failed (it disconnected, say).
-    Unreadable(String),
+    /// The runtime failed to read it (the client disconnected, say).
+    Read(String),
 }
 
 /// One upstream attempt.

@@ -219,7 +219,7 @@ impl Ports for EdgePorts {
             return Ok(Vec::new());
         }
         let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-        let unreadable = |e: worker::wasm_bindgen::JsValue| BodyError::Unreadable(format!("{e:?}"));
+        let unreadable = |e: worker::wasm_bindgen::JsValue| BodyError::Read(format!("{e:?}"));
         let mut out = Vec::new();
         loop {
             let step = JsFuture::from(reader.read()).await.map_err(unreadable)?;

@@ -34,7 +34,7 @@ pub async fn on_request<P: Ports, H: HeaderView + ?Sized>(
         match ports.read_body(max).await {
             Ok(bytes) => cx.body = Some(bytes),
             Err(BodyError::TooLarge) => return Err(too_large(max)),
-            Err(BodyError::Unreadable(e)) => {
+            Err(BodyError::Read(e)) => {
                 cx.log.error = Some(format!("request body: {e}"));
                 return Err(crate::http::problem::Problem::new(
                     crate::http::problem::Kind::BadRequest,

@@ -38,7 +38,7 @@ impl ValidatePolicy {
             match x.ports.read_body(self.max_body_bytes).await {
                 Ok(b) => b,
                 Err(BodyError::TooLarge) => return Err(body_limit::too_large(self.max_body_bytes)),
-                Err(BodyError::Unreadable(e)) => {
+                Err(BodyError::Read(e)) => {
                     cx.log.error = Some(format!("request body: {e}"));
                     return Err(Problem::new(
                         Kind::BadRequest,
