@@ -127,7 +127,7 @@ impl<P: Ports, H: HeaderView + ?Sized> Admin<'_, P, H> {
                     Kind::PayloadTooLarge,
                     format!("admin request bodies are at most {MAX_ADMIN_BODY} bytes"),
                 ),
-                crate::ports::BodyError::Unreadable(_) => bad("the request body could not be read"),
+                crate::ports::BodyError::Read(_) => bad("the request body could not be read"),
             })?;
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("the body is not valid: {e}")))
     }
