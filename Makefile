@@ -117,7 +117,7 @@ bench/.venv/.installed: bench/requirements.txt
 # fuzzer learns goes to the ignored fuzz/corpus/<target>/, crashes and logs to
 # fuzz/artifacts/.
 .PHONY: fuzz fuzz-smoke fuzz-tools
-FUZZ_TARGETS := routes_file token path_match_rewrite headers api_key validate
+FUZZ_TARGETS := routes_file token path_match_rewrite headers api_key validate openapi_import cidr_ip edits
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 20
 FUZZ_FLAGS ?= -timeout=10 -rss_limit_mb=2048 -print_final_stats=1

@@ -224,7 +224,9 @@ fn operation(file: &RoutesFile, route: &Route, method: Method, several: bool) ->
     if let Some(rl) = &route.rate_limit {
         op.insert(
             "x-gateway-rate-limit".into(),
-            json!({"requests": rl.requests, "window_s": rl.window_s, "key": rl.key}),
+            // Every field as the routes file writes it (`scope` and `on_error` only
+            // when set), so that an import gives the same limit back.
+            serde_json::to_value(rl).unwrap_or_else(|_| json!({})),
         );
         responses.insert(
             "429".into(),

@@ -42,7 +42,114 @@ pub fn parse(text: &str) -> Result<Value, String> {
     if trimmed.starts_with('{') {
         serde_json::from_str(trimmed).map_err(|e| format!("not valid JSON: {e}"))
     } else {
-        serde_yaml_ng::from_str(trimmed).map_err(|e| format!("not valid YAML: {e}"))
+        let left = std::cell::Cell::new(yaml_budget(trimmed.len()));
+        let de = serde_yaml_ng::Deserializer::from_str(trimmed);
+        serde::de::DeserializeSeed::deserialize(Bounded(&left), de)
+            .map_err(|e| format!("not valid YAML: {e}"))
+    }
+}
+
+/// How many values a YAML text of `len` bytes may expand to. Every alias (`*a`)
+/// copies its anchor's value, so a few KiB of nested aliases would otherwise build
+/// hundreds of millions of values (gigabytes) before the import even starts;
+/// without aliases a text never holds more values than bytes.
+fn yaml_budget(len: usize) -> usize {
+    1_000_000 + 16 * len
+}
+
+/// A [`Value`] deserialized with at most `left` values in all.
+struct Bounded<'a>(&'a std::cell::Cell<usize>);
+
+impl Bounded<'_> {
+    fn take<E: serde::de::Error>(&self) -> Result<(), E> {
+        match self.0.get().checked_sub(1) {
+            Some(left) => {
+                self.0.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(
+                "the document expands to too many values through its aliases",
+            )),
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Bounded<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Bounded<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a YAML value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        self.take()?;
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, d)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.take()?;
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Bounded(self.0))? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.take()?;
+        let mut out = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            self.take()?;
+            let v = map.next_value_seed(Bounded(self.0))?;
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
     }
 }
 
@@ -150,16 +257,36 @@ fn deref<'a>(
     None
 }
 
-/// The first server as an origin URL, with its variables at their defaults.
+/// The first server as an origin URL, with its variables at their defaults. One
+/// pass over the template: a default is not read as a template again (so a default
+/// that names another variable cannot make the URL grow exponentially).
 fn server_url(server: &Value) -> Option<String> {
-    let mut url = server.get("url")?.as_str()?.to_string();
-    if let Some(vars) = server.get("variables").and_then(Value::as_object) {
-        for (name, var) in vars {
-            if let Some(default) = var.get("default").and_then(Value::as_str) {
-                url = url.replace(&format!("{{{name}}}"), default);
+    let template = server.get("url")?.as_str()?;
+    let vars = server.get("variables").and_then(Value::as_object);
+    let mut url = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        url.push_str(&rest[..open]);
+        let after = &rest[open..];
+        let default = after.find('}').and_then(|close| {
+            vars?
+                .get(&after[1..close])?
+                .get("default")?
+                .as_str()
+                .map(|d| (d, close))
+        });
+        match default {
+            Some((d, close)) => {
+                url.push_str(d);
+                rest = &after[close + 1..];
+            }
+            None => {
+                url.push('{');
+                rest = &after[1..];
             }
         }
     }
+    url.push_str(rest);
     Some(url)
 }
 
@@ -220,9 +347,13 @@ pub fn body_schema(doc: &Value, schema: &Value, notes: &mut Vec<String>, at: &st
         .and_then(Value::as_str)
         .is_some_and(|v| v.starts_with("3.0"));
     let mut defs: BTreeMap<String, Value> = BTreeMap::new();
-    let mut todo: Vec<String> = Vec::new();
+    let mut todo = Walk {
+        names: Vec::new(),
+        inlined: false,
+        inline_left: INLINE_BUDGET,
+    };
     let mut root = convert(doc, schema, v30, &mut todo, notes, at, 0);
-    while let Some(name) = todo.pop() {
+    while let Some(name) = todo.names.pop() {
         if defs.contains_key(&name) {
             continue;
         }
@@ -237,6 +368,11 @@ pub fn body_schema(doc: &Value, schema: &Value, notes: &mut Vec<String>, at: &st
             }
         };
         defs.insert(name, converted);
+    }
+    if todo.inline_left == 0 {
+        notes.push(format!(
+            "{at}: the request body schema inlines more than {INLINE_BUDGET} values through $refs outside components/schemas; the rest is left open"
+        ));
     }
     if let Value::Object(obj) = &mut root {
         let mut out = Map::new();
@@ -264,17 +400,39 @@ fn unescape_pointer(s: &str) -> String {
     s.replace("~1", "/").replace("~0", "~")
 }
 
+/// How many values one request-body schema may copy in through `$ref`s that are
+/// inlined (those outside `#/components/schemas/`). Component schemas are converted
+/// once each, into `$defs`; an inlined `$ref` is copied at every use, so without a
+/// bound a chain of targets that each use the next twice grows exponentially.
+const INLINE_BUDGET: usize = 10_000;
+
+/// What a schema conversion carries along.
+struct Walk {
+    /// Component schemas referenced, still to convert into `$defs`.
+    names: Vec<String>,
+    /// Whether the value being converted was reached through an inlined `$ref`.
+    inlined: bool,
+    /// Values that inlined `$ref`s may still copy in.
+    inline_left: usize,
+}
+
 fn convert(
     doc: &Value,
     v: &Value,
     v30: bool,
-    todo: &mut Vec<String>,
+    todo: &mut Walk,
     notes: &mut Vec<String>,
     at: &str,
     depth: usize,
 ) -> Value {
     if depth > 64 {
         return json!({});
+    }
+    if todo.inlined {
+        if todo.inline_left == 0 {
+            return json!({});
+        }
+        todo.inline_left -= 1;
     }
     match v {
         Value::Object(obj) => {
@@ -283,7 +441,7 @@ fn convert(
                 if let Some(name) = decoded.strip_prefix("#/components/schemas/") {
                     if !name.contains('/') {
                         let name = unescape_pointer(name);
-                        todo.push(name.clone());
+                        todo.names.push(name.clone());
                         let mut out = Map::new();
                         out.insert(
                             "$ref".into(),
@@ -302,7 +460,12 @@ fn convert(
                     }
                 }
                 return match deref(doc, v, notes, at) {
-                    Some(target) => convert(doc, target, v30, todo, notes, at, depth + 1),
+                    Some(target) => {
+                        let outer = std::mem::replace(&mut todo.inlined, true);
+                        let converted = convert(doc, target, v30, todo, notes, at, depth + 1);
+                        todo.inlined = outer;
+                        converted
+                    }
                     None => json!({}),
                 };
             }
@@ -750,9 +913,15 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
 
         // The request body.
         if let Some(converted) = request_body(doc, op, &id, &at, &mut notes) {
-            let file = format!("schemas/{id}.json");
-            schemas.push((file.clone(), converted));
-            bodies.insert(id.clone(), file);
+            if converted.is_object() || converted.is_boolean() {
+                let file = format!("schemas/{id}.json");
+                schemas.push((file.clone(), converted));
+                bodies.insert(id.clone(), file);
+            } else {
+                notes.push(format!(
+                    "route \"{id}\": the JSON request body's schema is not a schema (an object or a boolean); nothing to validate"
+                ));
+            }
         }
 
         if let Some(group) = op.get("x-gateway-route").and_then(Value::as_str) {
@@ -1054,6 +1223,27 @@ fn map_security(
 mod tests {
     use super::*;
 
+    // Found while writing the `openapi_import` fuzz target: 2.4 KiB of nested
+    // aliases expanded to 27 million values (1.2 GB, 34 s) before the import began.
+    #[test]
+    fn yaml_aliases_are_bounded() {
+        let row = |item: &str| format!("[{}]", vec![item; 300].join(","));
+        let bomb = format!(
+            "openapi: 3.1.0\npaths: {{}}\nx:\n  a: &a {}\n  b: &b {}\n  c: {}\n",
+            row("1"),
+            row("*a"),
+            row("*b")
+        );
+        let e = parse(&bomb).unwrap_err();
+        assert!(e.contains("too many values through its aliases"), "{e}");
+        // Aliases within the budget, every kind of value: as serde_yaml_ng reads them.
+        let text = "openapi: 3.0.0\nx: &x {a: [1, -2, 2.5, true, null, ~, 'q'], 200: {b: c}}\ny: [*x, *x]\nz: 18446744073709551615\n";
+        assert_eq!(
+            parse(text).unwrap(),
+            serde_yaml_ng::from_str::<Value>(text).unwrap()
+        );
+    }
+
     #[test]
     fn ids_are_sanitized() {
         assert_eq!(sanitize_id("pets/list all"), "pets-list-all");
@@ -1080,6 +1270,114 @@ mod tests {
             matchit_path("/r.{format}", &none, &mut notes, "x").unwrap(),
             "/r.{format}"
         );
+    }
+
+    // Found by the `openapi_import` fuzz target: each default naming the next
+    // variable twice doubled the URL per variable (2^40 bytes for 40 of them).
+    #[test]
+    fn server_variables_are_filled_in_one_pass() {
+        let server = json!({"url": "https://{a}.example/{b}/{c}{", "variables": {
+            "a": {"default": "{b}{b}"}, "b": {"default": "v1"}}});
+        assert_eq!(
+            server_url(&server).unwrap(),
+            "https://{b}{b}.example/v1/{c}{"
+        );
+        let mut vars = Map::new();
+        for i in 0..40 {
+            vars.insert(
+                format!("v{i}"),
+                json!({"default": format!("{{v{0}}}{{v{0}}}", i + 1)}),
+            );
+        }
+        let server = json!({"url": "https://h/{v0}", "variables": vars});
+        assert_eq!(server_url(&server).unwrap(), "https://h/{v1}{v1}");
+    }
+
+    // Found by the `openapi_import` fuzz target: inlined `$ref`s (outside
+    // components/schemas) that each use the next twice took 2^40 steps.
+    #[test]
+    fn inlined_refs_are_bounded() {
+        let mut x = Map::new();
+        for i in 0..40 {
+            x.insert(
+                format!("r{i}"),
+                json!([{"$ref": format!("#/x/r{}", i + 1)}, {"$ref": format!("#/x/r{}", i + 1)}]),
+            );
+        }
+        x.insert("r40".into(), json!({"type": "string"}));
+        let doc = json!({"openapi": "3.1.0", "x": x});
+        let mut notes = vec![];
+        let s = body_schema(&doc, &json!({"$ref": "#/x/r0"}), &mut notes, "t");
+        assert!(serde_json::to_string(&s).unwrap().len() < 200_000);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("more than 10000 values"), "{notes:?}");
+        // A few inlined references are copied whole, without a note.
+        let doc = json!({"openapi": "3.1.0", "x": {"n": {"type": "integer"}}});
+        let mut notes = vec![];
+        let s = body_schema(
+            &doc,
+            &json!({"type": "array", "prefixItems": [{"$ref": "#/x/n"}, {"$ref": "#/x/n"}]}),
+            &mut notes,
+            "t",
+        );
+        assert_eq!(
+            s["prefixItems"],
+            json!([{"type": "integer"}, {"type": "integer"}])
+        );
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    // Found by the `openapi_import` fuzz target: a body schema of `5` was written
+    // as the schema file `5`, which is no JSON Schema.
+    #[test]
+    fn a_body_schema_that_is_no_schema_is_not_written() {
+        let doc = json!({"openapi": "3.1.0", "x": 5, "paths": {
+            "/a": {"post": {"operationId": "a", "requestBody": {"content": {
+                "application/json": {"schema": 5}}}}},
+            "/b": {"post": {"operationId": "b", "requestBody": {"content": {
+                "application/json": {"schema": {"$ref": "#/x"}}}}}},
+            "/c": {"post": {"operationId": "c", "requestBody": {"content": {
+                "application/json": {"schema": true}}}}}}});
+        let imported = import(&doc).unwrap();
+        assert_eq!(imported.bodies.keys().collect::<Vec<_>>(), ["c"]);
+        assert_eq!(imported.schemas.len(), 1);
+        for id in ["a", "b"] {
+            assert!(
+                imported
+                    .notes
+                    .iter()
+                    .any(|n| n.contains(&format!("route \"{id}\"")) && n.contains("not a schema")),
+                "{:?}",
+                imported.notes
+            );
+        }
+    }
+
+    // Found by the `openapi_import` fuzz target: the export left out `scope` and
+    // `on_error`, so a global limit came back as a per-isolate one.
+    #[test]
+    fn a_global_rate_limit_survives_export_and_import() {
+        let file = config::load(
+            r#"{"origins": {"api": {"regions": [{"name": "eu", "url": "https://api.example"}]}},
+                "routes": [{"id": "g", "path": "/g", "origin": "api",
+                  "rate_limit": {"requests": 5, "window_s": 60, "key": "route", "scope": "global", "on_error": "deny"}},
+                  {"id": "i", "path": "/i", "origin": "api", "rate_limit": {"requests": 1, "window_s": 1}}]}"#,
+        )
+        .unwrap();
+        let doc = crate::openapi::export::document(&file, "t", "1");
+        assert_eq!(
+            doc["paths"]["/i"]["get"]["x-gateway-rate-limit"],
+            json!({"requests": 1, "window_s": 1, "key": "ip"})
+        );
+        let back = import(&doc).unwrap();
+        for (a, b) in file.routes.iter().zip(&back.file.routes) {
+            assert_eq!(
+                serde_json::to_value(&a.rate_limit).unwrap(),
+                serde_json::to_value(&b.rate_limit).unwrap(),
+                "{}",
+                a.id
+            );
+        }
     }
 
     #[test]

@@ -22,9 +22,16 @@ fn keep(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~!$'()*,;:@/?".contains(&b)
 }
 
+/// Percent-encodes `text` into `out`. With `keep_escapes`, a `%` that starts an
+/// escape (two hex digits) is kept as it is; any other `%` is encoded, so that a broken
+/// escape cannot join the text after it (`%2` then `0` spelling `%20`).
 fn encode_into(out: &mut String, text: &str, keep_escapes: bool) {
-    for &b in text.as_bytes() {
-        if keep(b) || (keep_escapes && b == b'%') {
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = b == b'%'
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        if keep(b) || (keep_escapes && escape) {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -157,6 +164,16 @@ mod tests {
             Some(Cow::Borrowed("x=1"))
         ));
         assert_eq!(p.apply(None, &[]), None);
+    }
+
+    // Found by the `edits` fuzz target: a parameter's broken escape was kept and
+    // completed by the literal after it, so `{id}0` with `id` = `%2` sent a space.
+    #[test]
+    fn a_broken_escape_in_a_parameter_is_encoded() {
+        let p = policy(&[("x", "{id}0")], &[]);
+        assert_eq!(p.apply(None, &["%2"]).unwrap(), "x=%2520");
+        assert_eq!(p.apply(None, &["%zz%"]).unwrap(), "x=%25zz%250");
+        assert_eq!(p.apply(None, &["%4a%20"]).unwrap(), "x=%4a%200");
     }
 
     #[test]
