@@ -121,7 +121,8 @@ export async function countCrossings(baseUrl, contestants, n = 200) {
     const worker = async () => {
       while (sent < n) {
         sent++;
-        const res = await fetch(baseUrl + c.path, { headers: c.headers ?? {} });
+        const init = c.body ? { method: 'POST', body: c.body } : {};
+        const res = await fetch(baseUrl + c.path, { headers: c.headers ?? {}, ...init });
         await res.arrayBuffer();
         statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
       }

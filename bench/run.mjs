@@ -58,6 +58,26 @@ const ISSUER = 'https://bench.example/';
 const AUDIENCE = 'bench';
 const HIGH_LIMIT = { requests: 100_000_000, window_s: 60, key: 'route' };
 const ADMIN_TOKEN = 'bench-admin-' + crypto.randomBytes(12).toString('hex');
+// The validation contestants: a 2 KB JSON body and a schema it satisfies.
+const BENCH_SCHEMA = {
+  type: 'object',
+  required: ['id', 'name', 'items'],
+  properties: {
+    id: { type: 'integer', minimum: 1 },
+    name: { type: 'string', minLength: 1, maxLength: 64 },
+    tags: { type: 'array', items: { type: 'string', pattern: '^[a-z]+$' } },
+    items: {
+      type: 'array',
+      maxItems: 100,
+      items: { type: 'object', required: ['sku', 'qty'], properties: { sku: { type: 'string' }, qty: { type: 'integer', minimum: 0 } }, additionalProperties: false },
+    },
+  },
+};
+const BENCH_BODY = (() => {
+  const items = [];
+  for (let i = 0; JSON.stringify(items).length < 1900; i++) items.push({ sku: `sku-${String(i).padStart(6, '0')}`, qty: i % 17 });
+  return JSON.stringify({ id: 42, name: 'bench order', tags: ['a', 'b'], items });
+})();
 // Hedging contestants: the nearest region's delay and the hedge's after_ms.
 const SLOW_REGION_MS = 50;
 const HEDGE_AFTER_MS = 10;
@@ -376,6 +396,8 @@ function gatewayRoutes(originUrl, keys) {
       route('global', { rate_limit: { ...HIGH_LIMIT, scope: 'global' } }),
       route('apikey', { auth: { api_key: { plans: ['bench-plain'] } } }),
       route('unhedged', { origin: 'bench-slow' }),
+      route('post', { methods: ['POST'] }),
+      route('validated', { methods: ['POST'], validate: { body: BENCH_SCHEMA } }),
       route('hedged', { origin: 'bench-hedged' }),
       route('apikey-quota', { auth: { api_key: { plans: ['bench-quota'] } } }),
       ...filler,
@@ -483,12 +505,13 @@ function cpuSnapshot(worker, originPid) {
 
 // --- load ------------------------------------------------------------------------------
 
-async function wrk(url, headers, seconds, tokensFile, connections = opts.connections) {
+async function wrk(url, headers, seconds, tokensFile, connections = opts.connections, bodyFile = null) {
   const threads = Math.min(opts.threads, connections);
   const args = ['-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '5s', '--latency', '-s', path.join(BENCH, 'wrk-report.lua')];
   for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
   args.push(url);
   const extraEnv = tokensFile ? { WRK_TOKENS: tokensFile, WRK_THREADS: String(threads) } : {};
+  if (bodyFile) extraEnv.WRK_BODY_FILE = bodyFile;
   const output = await run('wrk', args, { extraEnv });
   const line = output.split('\n').find((l) => l.startsWith('WRK_JSON '));
   if (!line) throw new Error(`wrk printed no WRK_JSON line:\n${output}`);
@@ -503,7 +526,7 @@ async function warmUp(contestant, target) {
   const headers = contestant.headers ?? {};
   if (contestant.prepare) await contestant.prepare(url, headers);
   log(`${contestant.id}: warm-up ${opts.warmup} s on ${url}`);
-  await wrk(url, headers, opts.warmup, contestant.tokens?.warmup, contestant.connections);
+  await wrk(url, headers, opts.warmup, contestant.tokens?.warmup, contestant.connections, contestant.bodyFile);
 }
 
 async function measure(contestant, target, originPid) {
@@ -519,7 +542,7 @@ async function measure(contestant, target, originPid) {
   }
   const before = target.child ? cpuSnapshot(target, originPid) : { origin: ticksOf(originPid) };
   const t0 = performance.now();
-  const result = await wrk(url, headers, opts.duration, contestant.tokens?.measure, contestant.connections);
+  const result = await wrk(url, headers, opts.duration, contestant.tokens?.measure, contestant.connections, contestant.bodyFile);
   const wallS = (performance.now() - t0) / 1000;
   const after = target.child ? cpuSnapshot(target, originPid) : { origin: ticksOf(originPid) };
   if (perf) {
@@ -995,6 +1018,19 @@ async function main() {
               await expectStatus(url, headers, 200, `${route} route with a key`);
             },
           };
+        }),
+        ...[['post', '4n', 'gateway: POST of a 2 KB JSON body', 'routing and forward of a 2 KB JSON body, streamed through.'],
+          ['validated', '4o', 'gateway: POST of a 2 KB JSON body, validated', 'the same body on a route with `validate.body` (a JSON Schema compiled once per isolate): read into memory, parsed, checked, then forwarded. Compare with 4n.']].map(([route, group, label, what]) => {
+          const c = {
+            id: `gateway-${route}`, group, label, what, path: `/bench/${route}/42`, headers: { 'content-type': 'application/json' }, body: BENCH_BODY,
+            prepare: async (url, h) => {
+              c.bodyFile = path.join(OUT, 'body-2k.json');
+              await fsp.writeFile(c.bodyFile, BENCH_BODY);
+              const res = await fetch(url, { method: 'POST', headers: h, body: BENCH_BODY });
+              if (res.status !== 200) throw new Error(`${route} route: ${res.status} ${await res.text()}`);
+            },
+          };
+          return c;
         }),
         { id: 'gateway-unhedged', group: '4l', label: `gateway: nearest region slow (${SLOW_REGION_MS} ms), no hedge`, what: `routing and forward to an origin whose nearest region answers after ${SLOW_REGION_MS} ms (the next one at once): every request waits for it.`, path: '/bench/unhedged/42', connections: HEDGE_CONNECTIONS },
         { id: 'gateway-hedged', group: '4m', label: `gateway: nearest region slow, hedged after ${HEDGE_AFTER_MS} ms`, what: `the same origin with \`hedge: {after_ms: ${HEDGE_AFTER_MS}, budget_percent: 100}\`: past ${HEDGE_AFTER_MS} ms the next region gets the request too and the first answer wins (the slow attempt is aborted). Compare p50 and p99 with 4l.`, path: '/bench/hedged/42', connections: HEDGE_CONNECTIONS, prepare: async (url, h) => { await expectStatus(url, h, 200, 'hedged route'); } },

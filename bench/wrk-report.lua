@@ -15,6 +15,14 @@ setup = function(thread)
 end
 
 init = function(args)
+  -- WRK_BODY_FILE: every request is a POST of that file's bytes.
+  local body_file = os.getenv("WRK_BODY_FILE")
+  if body_file then
+    local f = assert(io.open(body_file, "rb"))
+    wrk.body = f:read("*a")
+    f:close()
+    wrk.method = "POST"
+  end
   local file = os.getenv("WRK_TOKENS")
   if not file then return end
   local all = {}
