@@ -913,13 +913,20 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
 
         // The request body.
         if let Some(converted) = request_body(doc, op, &id, &at, &mut notes) {
-            if converted.is_object() || converted.is_boolean() {
+            // A schema file holds an object (what `gateway check` and the build read):
+            // the boolean schemas are written as their object forms.
+            let converted = match converted {
+                Value::Bool(true) => json!({}),
+                Value::Bool(false) => json!({"not": {}}),
+                other => other,
+            };
+            if converted.is_object() {
                 let file = format!("schemas/{id}.json");
                 schemas.push((file.clone(), converted));
                 bodies.insert(id.clone(), file);
             } else {
                 notes.push(format!(
-                    "route \"{id}\": the JSON request body's schema is not a schema (an object or a boolean); nothing to validate"
+                    "route \"{id}\": the JSON request body's schema is not a schema object; nothing to validate"
                 ));
             }
         }
@@ -1341,6 +1348,8 @@ mod tests {
         let imported = import(&doc).unwrap();
         assert_eq!(imported.bodies.keys().collect::<Vec<_>>(), ["c"]);
         assert_eq!(imported.schemas.len(), 1);
+        // `true` is written as `{}`: a schema file holds an object.
+        assert_eq!(imported.schemas[0].1, json!({}));
         for id in ["a", "b"] {
             assert!(
                 imported
