@@ -1,7 +1,6 @@
 //! The upstream phase: region choice, failover, the request the origin receives.
 
 use super::*;
-use crate::config::KeyKind;
 use crate::http::problem::Kind;
 use crate::log::Event;
 use crate::policy::{body_limit, cache};
@@ -220,16 +219,9 @@ pub(super) async fn forward<P: Ports, H: HeaderView + ?Sized>(
     let origin_index = match &route.split {
         None => route.origin,
         Some((split, sticky)) => {
-            let value: Option<std::borrow::Cow<'_, str>> = match sticky {
-                None | Some(KeyKind::Route) => None,
-                Some(KeyKind::Ip) => req.client_ip.map(std::borrow::Cow::Borrowed),
-                Some(KeyKind::Sub) => ctx.subject().map(std::borrow::Cow::Borrowed),
-                Some(KeyKind::Consumer) => ctx
-                    .consumer
-                    .as_ref()
-                    .map(|c| std::borrow::Cow::Borrowed(c.id.as_str())),
-                Some(KeyKind::Header(name)) => req.headers.get(name).map(std::borrow::Cow::Owned),
-            };
+            let value = sticky
+                .as_ref()
+                .and_then(|k| crate::policy::ratelimit::phase::request_key(k, req, ctx));
             // Randomness only when there is no sticky value to hash.
             let random = match value {
                 Some(_) => 0,

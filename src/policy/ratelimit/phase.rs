@@ -75,13 +75,7 @@ impl RouteLimit {
         cx: &mut Ctx,
         state: &mut State,
     ) -> Result<Flow<P::Response>, Problem> {
-        let key_value: Option<Cow<'_, str>> = match &self.limit.key {
-            KeyKind::Ip => x.req.client_ip.map(Cow::Borrowed),
-            KeyKind::Sub => cx.subject().map(Cow::Borrowed),
-            KeyKind::Consumer => cx.consumer.as_ref().map(|c| Cow::Borrowed(c.id.as_str())),
-            KeyKind::Route => None,
-            KeyKind::Header(name) => x.req.headers.get(name).map(Cow::Owned),
-        };
+        let key_value = request_key(&self.limit.key, x.req, cx);
         if self.limit.scope == RateScope::Global {
             state.global = true;
             let decision = self.decide_global(x, key_value.as_deref(), state).await?;
@@ -186,6 +180,23 @@ impl RouteLimit {
                 decision(true, u64::from(limit.requests))
             }
         })
+    }
+}
+
+/// A request's value for a key (`rate_limit.key`, a split's `sticky`): the
+/// client address, the verified subject, the consumer, a header; `None` for
+/// `route` or when the request has none.
+pub fn request_key<'a, H: HeaderView + ?Sized>(
+    kind: &KeyKind,
+    req: &'a crate::pipeline::Incoming<'a, H>,
+    cx: &'a Ctx,
+) -> Option<Cow<'a, str>> {
+    match kind {
+        KeyKind::Ip => req.client_ip.map(Cow::Borrowed),
+        KeyKind::Sub => cx.subject().map(Cow::Borrowed),
+        KeyKind::Consumer => cx.consumer.as_ref().map(|c| Cow::Borrowed(c.id.as_str())),
+        KeyKind::Route => None,
+        KeyKind::Header(name) => req.headers.get(name).map(Cow::Owned),
     }
 }
 
