@@ -11,7 +11,10 @@
 //! - `lookup/method_not_allowed`: the path matches, the method does not (405).
 //!
 //! Start-up is what a new isolate does once: `Gateway::from_prepared` (parse the
-//! file the build validated, index, compile). Beside it `Gateway::from_json`, which
+//! file the build validated, index, compile). The route table builds each bucket
+//! of routes (see `src/route.rs`) on first use, so
+//! `gateway_from_prepared_then_1024_requests` adds what the first 1,024
+//! requests of an isolate build. Beside it `Gateway::from_json`, which
 //! also validates (what `gateway check` and the build do), and the parts
 //! `config::load` and `RouteTable::build`.
 //!
@@ -280,6 +283,18 @@ fn routing(c: &mut Criterion) {
     // An isolate never drops its gateway: leave the drop out of the timing.
     group.bench_function("gateway_from_prepared", |b| {
         b.iter_with_large_drop(|| Gateway::from_prepared(black_box(&f.text), &|_| None))
+    });
+    // The table's buckets are built on first use: start-up plus the first
+    // requests of a busy isolate (1,024 requests over every kind of route, most
+    // buckets) shows what that defers.
+    group.bench_function("gateway_from_prepared_then_1024_requests", |b| {
+        b.iter_with_large_drop(|| {
+            let gw = Gateway::from_prepared(black_box(&f.text), &|_| None).expect("valid");
+            for (host, path, method, _) in &f.hits {
+                black_box(gw.table.lookup(host, path, Some(*method)));
+            }
+            gw
+        })
     });
     group.bench_function("gateway_from_json", |b| {
         b.iter_with_large_drop(|| Gateway::from_json(black_box(&f.text), &|_| None))

@@ -255,7 +255,11 @@ impl Gateway {
 
     /// Compiles a validated routes file.
     pub fn compile(file: RoutesFile, secrets: Secrets<'_>) -> Result<Gateway, String> {
-        let table = RouteTable::build(&file)?;
+        let templates = file
+            .routes
+            .iter()
+            .map(|r| parse_path(&r.path).map_err(|e| format!("route \"{}\": path {e}", r.id)))
+            .collect::<Result<Vec<_>, _>>()?;
         let origin_names: Vec<&String> = file.origins.keys().collect();
         let origins = file
             .origins
@@ -317,7 +321,7 @@ impl Gateway {
             }
         });
         let mut routes = Vec::with_capacity(file.routes.len());
-        for r in &file.routes {
+        for (r, template) in file.routes.iter().zip(&templates) {
             let origin_index = |name: &str| {
                 origin_names
                     .iter()
@@ -335,8 +339,6 @@ impl Gateway {
                     Split::new(&weights).map(|s| (s, r.sticky.clone()))
                 }
             };
-            let template =
-                parse_path(&r.path).map_err(|e| format!("route \"{}\": path {e}", r.id))?;
             let rewrite = r
                 .rewrite
                 .as_deref()
@@ -393,7 +395,7 @@ impl Gateway {
                 split,
                 rewrite,
                 timeout_ms: r.timeout_ms,
-                methods: config::validate::route_methods(r).into_iter().collect(),
+                methods: crate::route::mask_methods(crate::route::route_method_mask(r)).collect(),
                 chain,
             });
         }
@@ -415,6 +417,8 @@ impl Gateway {
         dropped_request_headers.sort();
         dropped_request_headers.dedup();
         let cors = file.cors.as_ref().map(|c| CorsPolicy::new(c, &Method::ALL));
+        let table =
+            RouteTable::from_canonical(&file, templates.into_iter().map(|t| t.canonical).collect());
         Ok(Gateway {
             file,
             table,

@@ -6,9 +6,10 @@
 //! method, or 405 with the methods that path allows.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
 
 use crate::config::path::parse_path;
-use crate::config::validate::route_methods;
 use crate::config::{Method, Route, RoutesFile};
 use crate::http::path::is_dot_segment;
 
@@ -178,70 +179,300 @@ impl Table {
     }
 }
 
-/// Routes grouped by host.
-#[derive(Debug, Default)]
-pub struct RouteTable {
-    exact: HashMap<String, Table>,
-    /// `(".example.com", table)`, longest suffix first.
-    wildcard: Vec<(String, Table)>,
-    any: Table,
+/// How many leading literal path segments name a bucket (see [`Group`]).
+const BUCKET_DEPTH: usize = 3;
+
+/// One route as the table holds it until its bucket is first needed.
+#[derive(Debug)]
+struct Entry {
+    route: usize,
+    canonical: String,
+    methods: u8,
 }
 
-impl RouteTable {
-    /// Indexes the routes of a validated file; route `i` is `file.routes[i]`.
-    pub fn build(file: &RoutesFile) -> Result<RouteTable, String> {
-        let (table, conflicts) = RouteTable::build_from(file.routes.iter().enumerate());
-        match conflicts.first() {
-            None => Ok(table),
-            Some(c) => Err(format!(
-                "route \"{}\": {}",
-                file.routes[c.route()].id,
-                c.message(&file.routes)
-            )),
+/// The routes of one host (or of every host), in buckets by the leading literal
+/// segments of their paths (`/v1/users/{id}` is in `v1/users`; at most
+/// [`BUCKET_DEPTH`] segments, a segment with a parameter ends the key). A
+/// bucket's matchit table is built the first time a request needs it, so an
+/// isolate with 10,000 routes indexes only the few its requests reach.
+///
+/// A path can only match routes whose key is a segment prefix of the path. It is
+/// looked up in the bucket of its longest such key, then in the buckets of the
+/// shorter keys, then in the root bucket (routes whose first segment is a
+/// parameter); the first that matches decides. That is the order matchit itself
+/// prefers (a literal segment before a parameter, with backtracking), so the
+/// answer is the one a single table of every route gives: a property test below
+/// compares them.
+#[derive(Debug, Default)]
+struct Group {
+    entries: Vec<Entry>,
+    /// Bucket key -> index in `buckets`; the root bucket (key `""`) is 0.
+    keys: HashMap<Box<str>, usize, BuildHasherDefault<Fnv>>,
+    buckets: Vec<Bucket>,
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    /// Indices into `Group::entries`, in file order.
+    entries: Vec<u32>,
+    table: OnceLock<Table>,
+}
+
+/// FNV-1a over bucket keys: a few bytes each, hashed once per route at start-up
+/// and up to [`BUCKET_DEPTH`] times per request. Only the routes file inserts
+/// keys, so a client cannot flood the map with colliding ones.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
     }
 
-    /// Indexes routes given with their index in the file, and says which could
-    /// not join the table and why: the one check of path conflicts, used by
-    /// validation and at start-up alike.
-    pub fn build_from<'r>(
-        routes: impl IntoIterator<Item = (usize, &'r Route)>,
-    ) -> (RouteTable, Vec<Conflict>) {
-        let mut table = RouteTable::default();
-        let mut conflicts = Vec::new();
-        for (i, route) in routes {
-            let template = match parse_path(&route.path) {
-                Ok(t) => t,
-                Err(error) => {
-                    conflicts.push(Conflict::Invalid { route: i, error });
-                    continue;
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The key of a canonical path: its first literal segments (no `{` or `}`), at
+/// most [`BUCKET_DEPTH`], without the leading `/`.
+fn bucket_key(canonical: &str) -> &str {
+    let rest = &canonical[1..];
+    let mut end = 0;
+    for (depth, segment) in rest.split('/').enumerate() {
+        if depth == BUCKET_DEPTH || segment.contains(['{', '}']) {
+            break;
+        }
+        end = if depth == 0 {
+            segment.len()
+        } else {
+            end + 1 + segment.len()
+        };
+    }
+    &rest[..end]
+}
+
+pub(crate) fn mask_methods(mask: u8) -> impl Iterator<Item = Method> {
+    Method::ALL
+        .into_iter()
+        .filter(move |m| mask & (1 << m.index()) != 0)
+}
+
+impl Group {
+    /// Sorts the entries into buckets; builds no table.
+    fn index(&mut self) {
+        self.keys.insert("".into(), 0);
+        self.buckets.push(Bucket::default());
+        for (i, e) in self.entries.iter().enumerate() {
+            let key = bucket_key(&e.canonical);
+            let b = match self.keys.get(key) {
+                Some(&b) => b,
+                None => {
+                    self.keys.insert(key.into(), self.buckets.len());
+                    self.buckets.push(Bucket::default());
+                    self.buckets.len() - 1
                 }
             };
-            let methods: Vec<Method> = route_methods(route).into_iter().collect();
-            let target = match route.host.as_deref().map(str::to_ascii_lowercase) {
-                None => &mut table.any,
-                Some(host) => match host.strip_prefix('*') {
-                    Some(suffix) => {
-                        let suffix = suffix.to_string();
-                        match table.wildcard.iter().position(|(s, _)| *s == suffix) {
-                            Some(pos) => &mut table.wildcard[pos].1,
-                            None => {
-                                table.wildcard.push((suffix, Table::default()));
-                                &mut table.wildcard.last_mut().expect("just pushed").1
-                            }
-                        }
-                    }
-                    None => table.exact.entry(host).or_default(),
-                },
-            };
-            if let Err(c) = target.insert(&template.canonical, i, &methods) {
+            self.buckets[b].entries.push(i as u32);
+        }
+    }
+
+    /// One bucket holding every entry, its table built now: what validation
+    /// checks conflicts with.
+    fn eager(&mut self) -> Vec<Conflict> {
+        let entries: Vec<u32> = (0..self.entries.len() as u32).collect();
+        let (table, conflicts) = self.build(&entries);
+        self.keys.insert("".into(), 0);
+        self.buckets.push(Bucket {
+            entries,
+            table: OnceLock::from(table),
+        });
+        conflicts
+    }
+
+    fn build(&self, entries: &[u32]) -> (Table, Vec<Conflict>) {
+        let mut table = Table::default();
+        let mut conflicts = Vec::new();
+        let mut methods = Vec::with_capacity(Method::ALL.len());
+        for &i in entries {
+            let e = &self.entries[i as usize];
+            methods.clear();
+            methods.extend(mask_methods(e.methods));
+            if let Err(c) = table.insert(&e.canonical, e.route, &methods) {
                 conflicts.push(c);
             }
         }
-        table
-            .wildcard
-            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         (table, conflicts)
+    }
+
+    fn table(&self, bucket: usize) -> &Table {
+        let b = &self.buckets[bucket];
+        // The file was validated: a conflict cannot happen here, and a route that
+        // had one would be left out, as validation reports.
+        b.table.get_or_init(|| self.build(&b.entries).0)
+    }
+
+    fn lookup<'p>(&self, path: &'p str, method: Option<Method>) -> Option<Match<'_, 'p>> {
+        if self.buckets.len() > 1 {
+            let rest = path.strip_prefix('/').unwrap_or(path);
+            let mut ends = [0usize; BUCKET_DEPTH];
+            let mut depth = 0;
+            for (i, b) in rest.bytes().enumerate() {
+                if b == b'/' {
+                    ends[depth] = i;
+                    depth += 1;
+                    if depth == BUCKET_DEPTH {
+                        break;
+                    }
+                }
+            }
+            if depth < BUCKET_DEPTH {
+                ends[depth] = rest.len();
+                depth += 1;
+            }
+            for &end in ends[..depth].iter().rev() {
+                if let Some(&b) = self.keys.get(&rest[..end]) {
+                    if b != 0 {
+                        if let Some(m) = self.table(b).lookup(path, method) {
+                            return Some(m);
+                        }
+                    }
+                }
+            }
+        }
+        self.table(0).lookup(path, method)
+    }
+}
+
+/// Routes grouped by host.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    exact: HashMap<String, Group>,
+    /// `(".example.com", routes)`, longest suffix first.
+    wildcard: Vec<(String, Group)>,
+    any: Group,
+}
+
+/// The methods a route answers, one bit per `Method::index`.
+pub(crate) fn route_method_mask(route: &Route) -> u8 {
+    let bit = |m: Method| 1u8 << m.index();
+    if route.websocket {
+        return bit(Method::Get);
+    }
+    match &route.methods {
+        None => Method::ALL.into_iter().fold(0, |acc, m| acc | bit(m)),
+        Some(list) => list.iter().fold(0, |acc, &m| {
+            acc | bit(m)
+                | if m == Method::Get {
+                    bit(Method::Head)
+                } else {
+                    0
+                }
+        }),
+    }
+}
+
+impl RouteTable {
+    /// Indexes the routes of a validated file, as an isolate does; route `i` is
+    /// `file.routes[i]`. Buckets are built on first use (see [`Group`]).
+    pub fn build(file: &RoutesFile) -> Result<RouteTable, String> {
+        let canonical = file
+            .routes
+            .iter()
+            .map(|r| {
+                parse_path(&r.path).map(|t| t.canonical).map_err(|e| {
+                    format!("route \"{}\": path \"{}\" is not valid: {e}", r.id, r.path)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RouteTable::from_canonical(file, canonical))
+    }
+
+    /// [`RouteTable::build`] from the routes' canonical paths (`canonical[i]` is
+    /// `file.routes[i]`'s), already parsed.
+    pub fn from_canonical(file: &RoutesFile, canonical: Vec<String>) -> RouteTable {
+        let mut table = RouteTable::default();
+        for ((i, route), canonical) in file.routes.iter().enumerate().zip(canonical) {
+            table.group_of(route).entries.push(Entry {
+                route: i,
+                canonical,
+                methods: route_method_mask(route),
+            });
+        }
+        table.finish();
+        table.groups_mut().for_each(Group::index);
+        table
+    }
+
+    /// Indexes routes given with their index in the file into one table per
+    /// host, built at once, and says which could not join the table and why:
+    /// the check of path conflicts that validation runs.
+    pub fn build_from<'r>(
+        routes: impl IntoIterator<Item = (usize, &'r Route)>,
+    ) -> (RouteTable, Vec<Conflict>) {
+        let (mut table, mut conflicts) = RouteTable::collect(routes);
+        for group in table.groups_mut() {
+            conflicts.extend(group.eager());
+        }
+        conflicts.sort_by_key(Conflict::route);
+        (table, conflicts)
+    }
+
+    fn groups_mut(&mut self) -> impl Iterator<Item = &mut Group> {
+        self.exact
+            .values_mut()
+            .chain(self.wildcard.iter_mut().map(|(_, g)| g))
+            .chain(std::iter::once(&mut self.any))
+    }
+
+    /// Sorts routes by host and parses their paths.
+    fn collect<'r>(
+        routes: impl IntoIterator<Item = (usize, &'r Route)>,
+    ) -> (RouteTable, Vec<Conflict>) {
+        let mut table = RouteTable::default();
+        let mut invalid = Vec::new();
+        for (i, route) in routes {
+            match parse_path(&route.path) {
+                Ok(t) => table.group_of(route).entries.push(Entry {
+                    route: i,
+                    canonical: t.canonical,
+                    methods: route_method_mask(route),
+                }),
+                Err(error) => invalid.push(Conflict::Invalid { route: i, error }),
+            }
+        }
+        table.finish();
+        (table, invalid)
+    }
+
+    /// The group of a route's host.
+    fn group_of(&mut self, route: &Route) -> &mut Group {
+        let Some(host) = route.host.as_deref() else {
+            return &mut self.any;
+        };
+        let host = host.to_ascii_lowercase();
+        match host.strip_prefix('*') {
+            Some(suffix) => match self.wildcard.iter().position(|(s, _)| s == suffix) {
+                Some(pos) => &mut self.wildcard[pos].1,
+                None => {
+                    self.wildcard.push((suffix.to_string(), Group::default()));
+                    &mut self.wildcard.last_mut().expect("just pushed").1
+                }
+            },
+            None => self.exact.entry(host).or_default(),
+        }
+    }
+
+    fn finish(&mut self) {
+        self.wildcard
+            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
     }
 
     /// Finds the route for a host (any case, port allowed, a single trailing dot
@@ -517,8 +748,141 @@ mod tests {
             table.lookup("x", "/u/1", Some(Method::Put)),
             Match::MethodNotAllowed { .. }
         ));
-        assert!(RouteTable::build(&file)
-            .unwrap_err()
-            .starts_with("route \"c\": path"));
+        // An isolate's table trusts the validated file; given this one, it leaves
+        // out what conflicts just the same.
+        let isolate = RouteTable::build(&file).unwrap();
+        for method in Method::ALL {
+            assert_eq!(
+                isolate.lookup("x", "/u/1", Some(method)),
+                table.lookup("x", "/u/1", Some(method))
+            );
+        }
+        assert_eq!(
+            isolate.lookup("x", "/v/1/2", Some(Method::Get)),
+            Match::NotFound
+        );
+    }
+}
+
+/// The bucketed table an isolate builds answers every request as one matchit
+/// table of all the routes (the validated, conflict-free ones) would.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod bucket_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Segments that make literal, parameter, partial-parameter and catch-all paths,
+    /// and requests that share or miss their prefixes.
+    const ROUTE_SEGMENTS: [&str; 11] = [
+        "a", "b", "v1", "svc", "", "{x}", "{y}", "x{z}", "{w}.png", "a.png", "{*rest}",
+    ];
+    const REQUEST_SEGMENTS: [&str; 9] = ["a", "b", "v1", "svc", "", "xa", "q.png", "a.png", "x"];
+
+    fn route_path(segments: &[usize]) -> String {
+        let mut path = String::new();
+        for (i, &s) in segments.iter().enumerate() {
+            let seg = ROUTE_SEGMENTS[s];
+            if seg == "{*rest}" && i + 1 != segments.len() {
+                continue;
+            }
+            path.push('/');
+            // Parameter names must differ within a path.
+            path.push_str(&seg.replace('{', &format!("{{p{i}")).replace("{p{i}*", "{*"));
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        path
+    }
+
+    fn file(routes: &[(Vec<usize>, u8, u8)]) -> RoutesFile {
+        let hosts = [None, Some("api.example.com"), Some("*.t.example.com")];
+        let methods = [None, Some(vec!["GET"]), Some(vec!["POST", "PUT"])];
+        let routes: Vec<serde_json::Value> = routes
+            .iter()
+            .enumerate()
+            .map(|(i, (segments, host, method))| {
+                let mut r = serde_json::json!({
+                    "id": format!("r{i}"), "path": route_path(segments), "origin": "o"
+                });
+                if let Some(h) = hosts[*host as usize % 3] {
+                    r["host"] = h.into();
+                }
+                if let Some(m) = &methods[*method as usize % 3] {
+                    r["methods"] = serde_json::json!(m);
+                }
+                r
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "origins": {"o": {"regions": [{"name": "r", "url": "http://127.0.0.1:1"}]}},
+            "routes": routes
+        }))
+        .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn buckets_answer_as_one_table(
+            routes in proptest::collection::vec(
+                (proptest::collection::vec(0usize..ROUTE_SEGMENTS.len(), 0..6), any::<u8>(), any::<u8>()),
+                1..40,
+            ),
+            requests in proptest::collection::vec(
+                (proptest::collection::vec(0usize..REQUEST_SEGMENTS.len(), 0..7), 0u8..3, 0usize..Method::ALL.len()),
+                1..60,
+            ),
+        ) {
+            let mut file = file(&routes);
+            // Keep what validation accepts: drop the routes that conflict, until none do.
+            loop {
+                let (_, conflicts) = RouteTable::build_from(file.routes.iter().enumerate());
+                if conflicts.is_empty() {
+                    break;
+                }
+                let drop: std::collections::BTreeSet<usize> = conflicts.iter().map(Conflict::route).collect();
+                let kept = file.routes.iter().enumerate().filter(|(i, _)| !drop.contains(i)).map(|(_, r)| r.clone()).collect();
+                file.routes = kept;
+            }
+            let (one, _) = RouteTable::build_from(file.routes.iter().enumerate());
+            let buckets = RouteTable::build(&file).unwrap();
+            for (segments, host, method) in &requests {
+                let mut path: String = segments.iter().map(|&s| format!("/{}", REQUEST_SEGMENTS[s])).collect();
+                if path.is_empty() {
+                    path.push('/');
+                }
+                let host = ["x.example.com", "api.example.com", "a.t.example.com"][*host as usize];
+                let method = Some(Method::ALL[*method]);
+                prop_assert_eq!(
+                    buckets.lookup(host, &path, method),
+                    one.lookup(host, &path, method),
+                    "{} {} over {:?}", host, path,
+                    file.routes.iter().map(|r| (&r.path, &r.host)).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bucket_keys_are_leading_literal_segments() {
+        for (path, key) in [
+            ("/", ""),
+            ("/{id}", ""),
+            ("/v1", "v1"),
+            ("/v1/", "v1/"),
+            ("/v1/users/{id}", "v1/users"),
+            ("/v1/svc17/r3/{id}", "v1/svc17/r3"),
+            ("/a/b/c/d/e", "a/b/c"),
+            ("/img/{name}.png", "img"),
+            ("/x/{{literal}}/y", "x"),
+            ("/files/{*rest}", "files"),
+        ] {
+            assert_eq!(
+                bucket_key(&parse_path(path).unwrap().canonical),
+                key,
+                "{path}"
+            );
+        }
     }
 }

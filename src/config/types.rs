@@ -517,16 +517,48 @@ impl Serialize for OriginRef {
 
 impl<'de> Deserialize<'de> for OriginRef {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(d)?;
-        match value {
-            serde_json::Value::String(name) => Ok(OriginRef::One(name)),
-            serde_json::Value::Array(_) => serde_json::from_value(value)
-                .map(OriginRef::Split)
-                .map_err(serde::de::Error::custom),
-            _ => Err(serde::de::Error::custom(
-                "origin must be an origin name or a list of {\"origin\", \"weight\"}",
-            )),
+        struct Visit;
+        const REFUSED: &str = "origin must be an origin name or a list of {\"origin\", \"weight\"}";
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = OriginRef;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an origin name or a list of {\"origin\", \"weight\"}")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<OriginRef, E> {
+                Ok(OriginRef::One(name.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, name: String) -> Result<OriginRef, E> {
+                Ok(OriginRef::One(name))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<OriginRef, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(OriginRef::Split)
+            }
+            // Anything else: the message validation shows.
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<OriginRef, E> {
+                Err(E::custom(REFUSED))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<OriginRef, E> {
+                Err(E::custom(REFUSED))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<OriginRef, E> {
+                Err(E::custom(REFUSED))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<OriginRef, E> {
+                Err(E::custom(REFUSED))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<OriginRef, E> {
+                Err(E::custom(REFUSED))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<OriginRef, A::Error> {
+                Err(serde::de::Error::custom(REFUSED))
+            }
         }
+        // Without copying the value first (this runs for every route an isolate reads).
+        d.deserialize_any(Visit)
     }
 }
 
