@@ -2,7 +2,7 @@
 //
 // Every answer is JSON naming the service, the method, path, query and the
 // headers it received. A few paths behave differently, for tests and demos:
-//   /__status/CODE      answer with that status
+//   /__status/CODE      answer with that status (?reason=TEXT: that reason phrase)
 //   /__slow/MS          wait MS milliseconds before answering
 //   /__bytes/N          stream N bytes (a repeating pattern) back
 //   /__upload           read the body, answer its length and SHA-256
@@ -57,9 +57,11 @@ export function startOrigin({ name, port = 0, host = '127.0.0.1', maxHeaderSize 
     state.hits += 1;
     const url = new URL(req.url, 'http://origin');
     state.paths.push(req.method + ' ' + url.pathname);
-    const json = (status, value, extra = {}) => {
+    const json = (status, value, extra = {}, reason = undefined) => {
       const body = JSON.stringify(value);
-      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...extra });
+      const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...extra };
+      if (reason === undefined) res.writeHead(status, headers);
+      else res.writeHead(status, reason, headers);
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     const echo = () => ({
@@ -73,7 +75,7 @@ export function startOrigin({ name, port = 0, host = '127.0.0.1', maxHeaderSize 
     state.requests.push(echo());
     let m;
     if ((m = url.pathname.match(/\/__status\/(\d{3})$/))) {
-      return json(Number(m[1]), echo());
+      return json(Number(m[1]), echo(), {}, url.searchParams.get('reason') ?? undefined);
     }
     if ((m = url.pathname.match(/\/__slow\/(\d+)$/))) {
       const timer = setTimeout(() => json(200, echo()), Number(m[1]));

@@ -480,11 +480,16 @@ async fn lease_call(ns: &ObjectNamespace, call: &LeaseCall) -> Result<LeaseReply
 }
 
 /// Builds the client response; when the reply is to be cached, tees the body into the cache.
-fn render(reply: Reply<web_sys::Response>) -> worker::Result<Response> {
+/// It goes to the runtime as it is (no `worker::Response` round trip, which would
+/// drop the origin's reason phrase).
+fn render(reply: Reply<web_sys::Response>) -> worker::Result<web_sys::Response> {
     render_with(reply, None)
 }
 
-fn render_with(reply: Reply<web_sys::Response>, ctx: Option<&Context>) -> worker::Result<Response> {
+fn render_with(
+    reply: Reply<web_sys::Response>,
+    ctx: Option<&Context>,
+) -> worker::Result<web_sys::Response> {
     let init = web_sys::ResponseInit::new();
     init.set_status(reply.status);
     let response = match reply.body {
@@ -548,7 +553,7 @@ fn render_with(reply: Reply<web_sys::Response>, ctx: Option<&Context>) -> worker
             web_sys::Response::new_with_opt_str_and_init(None, &init)?
         }
     };
-    Ok(Response::from(response))
+    Ok(response)
 }
 
 #[event(start)]
@@ -557,10 +562,10 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let isolate = isolate(&env);
-    let inner = req.inner();
-    let url = match req.url() {
+    let inner = &req;
+    let url = match worker::Url::parse(&req.url()) {
         Ok(url) => url,
         Err(e) => {
             console_error!("unparsable request URL: {e}");
@@ -585,8 +590,12 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let (country, continent) = if isolate.dev_geo {
         (view.get("x-dev-country"), view.get("x-dev-continent"))
     } else {
+        use worker::worker_sys::ext::RequestExt;
         let cf = req.cf();
-        (cf.and_then(|c| c.country()), cf.and_then(|c| c.continent()))
+        (
+            cf.as_ref().and_then(|c| c.country().ok().flatten()),
+            cf.as_ref().and_then(|c| c.continent().ok().flatten()),
+        )
     };
     let method = inner.method();
     let scheme = url.scheme().to_string();

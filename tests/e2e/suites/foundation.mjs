@@ -60,6 +60,20 @@ export default {
         assert.ok(isRequestId(res.headers.get('x-request-id')));
       });
 
+      test("the origin's status and reason phrase reach the client", async () => {
+        for (const [status, reason] of [[200, 'Fine Thanks'], [299, 'Custom Reason'], [418, 'Short And Stout'], [503, 'Back Soon']]) {
+          const res = await e2e.fetch(`/plain/__status/${status}?reason=${encodeURIComponent(reason)}`);
+          assert.equal(res.status, status);
+          assert.equal(res.statusText, reason, `${status}`);
+          await res.arrayBuffer();
+        }
+        // Without one of its own, the origin's standard phrase.
+        const res = await e2e.fetch('/plain/__status/404');
+        assert.equal(res.status, 404);
+        assert.equal(res.statusText, 'Not Found');
+        await res.arrayBuffer();
+      });
+
       test('the query string is passed through unchanged (encoded chars, repeated keys)', async () => {
         const query = 'a=1&a=2&b=%20x%2Fy&c=%E2%9C%93&d=&e=a+b&f&g=%25&h=%3D%26%3F&A=1';
         const res = await e2e.fetch(`/api/items/7?${query}`);
