@@ -33,6 +33,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=GATEWAY_ROUTES");
     println!("cargo:rerun-if-env-changed=GATEWAY_BUILD_VERSION");
     println!("cargo:rerun-if-changed=src/config");
+    // Each policy's types and checks (`src/policy/<name>/config.rs`, compiled as part of `config`).
+    println!("cargo:rerun-if-changed=src/policy");
     println!("cargo:rerun-if-changed=src/route.rs");
     println!("cargo:rerun-if-changed=src/http/path.rs");
     println!("cargo:rerun-if-changed=src/docs.rs");

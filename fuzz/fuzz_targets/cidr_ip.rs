@@ -25,7 +25,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use edge_gateway::config::validate::parse_cidr;
+use edge_gateway::config::parse_cidr;
 use edge_gateway::config::IpRule;
 use edge_gateway::policy::ip::IpPolicy;
 use ipnet::IpNet;

@@ -10,8 +10,41 @@ pub mod schema;
 pub mod types;
 pub mod validate;
 
+// Each policy's part of the file is in its folder, `src/policy/<name>/config.rs`,
+// and compiled here: the build script compiles this module on its own.
+#[path = "../policy/auth/config.rs"]
+pub mod auth;
+#[path = "../policy/cache/config.rs"]
+pub mod cache;
+#[path = "../policy/consumer/config.rs"]
+pub mod consumer;
+#[path = "../policy/cors/config.rs"]
+pub mod cors;
+#[path = "../policy/geo/config.rs"]
+pub mod geo;
+#[path = "../policy/headers/config.rs"]
+pub mod headers;
+#[path = "../policy/ip/config.rs"]
+pub mod ip;
+#[path = "../policy/query/config.rs"]
+pub mod query;
+#[path = "../policy/ratelimit/config.rs"]
+pub mod ratelimit;
+#[path = "../policy/validate/config.rs"]
+pub mod validate_config;
+
+pub use auth::*;
+pub use cache::*;
+pub use consumer::*;
+pub use cors::*;
+pub use geo::*;
+pub use headers::*;
+pub use ip::*;
+pub use query::*;
+pub use ratelimit::*;
 pub use types::*;
 pub use validate::{load, Problem};
+pub use validate_config::*;
 
 /// The JSON Schema of `routes.json`, generated from the types.
 pub fn schema_json() -> String {

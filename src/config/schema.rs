@@ -14,8 +14,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use super::types::{BodySchema, RoutesFile, ValidateRule};
 use super::validate::Problem;
+use super::{BodySchema, RoutesFile, ValidateRule};
 
 /// The base URL a schema is compiled under. It is never fetched: it only gives
 /// `$ref`s inside the schema (`#/$defs/x`) a base.

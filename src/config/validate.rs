@@ -1,6 +1,8 @@
 //! Loading and validating `routes.json`: every problem is reported at once,
 //! each naming the origin, provider or route and the field it is about.
 
+#[allow(unused_imports)]
+use super::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
@@ -8,10 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::path::{parse_path, parse_rewrite};
-use super::types::{
-    Algorithm, AuthSpec, BodySchema, Cors, GeoRule, HeaderRules, IpRule, JwtProvider, KeyKind,
-    Method, Origin, OriginRef, QueryRules, RateScope, Route, RoutesFile, ValidateRule,
-};
+use super::{Cors, JwtProvider, KeyKind, Method, Origin, OriginRef, RateScope, Route, RoutesFile};
 
 /// One problem in a routes file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,147 +115,11 @@ fn check_route_origin(
     }
 }
 
-/// A route's `auth`: each alternative is a `jwt` or an `api_key` requirement.
-fn check_auth(
-    file: &RoutesFile,
-    invalid: &Invalid,
-    auth: &AuthSpec,
-    subject: &str,
-    problems: &mut Problems,
-) {
-    let list = auth.alternatives();
-    if list.is_empty() {
-        problems.add(subject, "auth: the list of alternatives is empty");
-    }
-    let many = matches!(auth, AuthSpec::Any(_));
-    let mut keys = 0;
-    for (i, a) in list.iter().enumerate() {
-        let field = if many {
-            format!("auth[{i}]")
-        } else {
-            "auth".to_string()
-        };
-        match (&a.jwt, &a.api_key) {
-            (Some(_), Some(_)) => problems.add(
-                subject,
-                format!("{field}: an alternative has either jwt or api_key, not both (list them as two alternatives)"),
-            ),
-            (None, None) => problems.add(subject, format!("{field}: needs jwt or api_key")),
-            _ => {}
-        }
-        if let Some(jwt) = &a.jwt {
-            if !file.jwt.contains_key(jwt) && !invalid.jwt.contains(jwt) {
-                problems.add(subject, format!("{field}: unknown jwt provider \"{jwt}\""));
-            }
-        }
-        for s in &a.scopes {
-            if s.is_empty() || s.contains(' ') {
-                problems.add(subject, format!("{field}.scopes: \"{s}\" is not a scope"));
-            }
-        }
-        if !a.scopes.is_empty() && a.jwt.is_none() {
-            problems.add(
-                subject,
-                format!("{field}.scopes: only a jwt requirement has scopes"),
-            );
-        }
-        if let Some(k) = &a.api_key {
-            keys += 1;
-            if file.plans.is_empty() && invalid.plans.is_empty() {
-                problems.add(
-                    subject,
-                    format!(
-                        "{field}.api_key: the file has no plans, so no consumer can hold a key"
-                    ),
-                );
-            }
-            for p in &k.plans {
-                if !file.plans.contains_key(p) && !invalid.plans.contains(p) {
-                    problems.add(
-                        subject,
-                        format!("{field}.api_key.plans: unknown plan \"{p}\""),
-                    );
-                }
-            }
-        }
-    }
-    if keys > 1 {
-        problems.add(
-            subject,
-            "auth: at most one api_key alternative (list its plans together)",
-        );
-    }
-}
-
-/// `plans` and `api_keys`.
-fn check_consumers(file: &RoutesFile, problems: &mut Problems) {
-    for (name, plan) in &file.plans {
-        let subject = format!("plan \"{name}\"");
-        if !is_name(name) {
-            problems.add(
-                &subject,
-                "a plan name is 1 to 64 characters from A-Z a-z 0-9 . _ -",
-            );
-        }
-        if let Some(rl) = &plan.rate_limit {
-            if rl.requests == 0 {
-                problems.add(&subject, "rate_limit.requests must be at least 1");
-            }
-            if rl.window_s == 0 {
-                problems.add(&subject, "rate_limit.window_s must be at least 1");
-            }
-            if rl.on_error.is_some() && rl.scope != RateScope::Global {
-                problems.add(
-                    &subject,
-                    "rate_limit.on_error is only valid with rate_limit.scope \"global\"",
-                );
-            }
-        }
-        if plan.quota.is_some_and(|q| q.requests == 0) {
-            problems.add(&subject, "quota.requests must be at least 1");
-        }
-    }
-    let Some(keys) = &file.api_keys else {
-        return;
-    };
-    if file.plans.is_empty() {
-        problems.add("api_keys", "api_keys needs plans: a consumer is on a plan");
-    }
-    let claims: Vec<&str> = file
-        .jwt
-        .values()
-        .flat_map(|p| p.forward_claims.values())
-        .map(String::as_str)
-        .collect();
-    for (field, name) in [
-        ("header", &keys.header),
-        ("forward_consumer", &keys.forward_consumer),
-    ] {
-        if !is_token(name) {
-            problems.add(
-                "api_keys",
-                format!("{field}: \"{name}\" is not a header name"),
-            );
-        } else if super::managed::is_managed(name, claims.iter().copied())
-            || name.eq_ignore_ascii_case("authorization")
-            || name.eq_ignore_ascii_case(super::managed::PLAN_HEADER)
-        {
-            problems.add(
-                "api_keys",
-                format!("{field}: \"{name}\" is a header the gateway manages or reads itself"),
-            );
-        }
-    }
-    if keys.header.eq_ignore_ascii_case(&keys.forward_consumer) {
-        problems.add("api_keys", "header and forward_consumer must differ");
-    }
-}
-
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(crate) struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, subject: &str, message: impl Into<String>) {
+    pub(crate) fn add(&mut self, subject: &str, message: impl Into<String>) {
         self.0.push(Problem {
             subject: subject.to_string(),
             message: message.into(),
@@ -401,11 +264,11 @@ pub fn load(text: &str) -> Result<RoutesFile, Vec<Problem>> {
 /// What is in the file but too broken to check further: references to these names
 /// are not reported as unknown, and a file whose routes did not all parse is not
 /// reported as having none.
-struct Invalid {
-    routes: bool,
-    origins: BTreeSet<String>,
-    jwt: BTreeSet<String>,
-    plans: BTreeSet<String>,
+pub(crate) struct Invalid {
+    pub(crate) routes: bool,
+    pub(crate) origins: BTreeSet<String>,
+    pub(crate) jwt: BTreeSet<String>,
+    pub(crate) plans: BTreeSet<String>,
 }
 
 /// The entries of an object section that parse; the names of the others go to `invalid`.
@@ -594,7 +457,7 @@ pub fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn check_base_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_base_url(url: &str) -> Result<(), String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("\"{url}\" is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("\"{url}\" must be http or https"));
@@ -628,40 +491,6 @@ fn check_host_pattern(host: &str) -> Result<(), String> {
         Err(format!(
             "host \"{host}\" must be a host name or \"*.\" followed by one (no port, no scheme)"
         ))
-    }
-}
-
-fn check_cors(cors: &Cors, subject: &str, problems: &mut Problems) {
-    if cors.origins.is_empty() {
-        problems.add(
-            subject,
-            "cors.origins must list at least one origin or \"*\"",
-        );
-    }
-    for origin in &cors.origins {
-        if origin == "*" {
-            if cors.credentials {
-                problems.add(
-                    subject,
-                    "cors.credentials cannot be true with origins [\"*\"] (browsers refuse it)",
-                );
-            }
-            continue;
-        }
-        let ok = url::Url::parse(origin)
-            .map(|u| u.origin().ascii_serialization() == origin.to_ascii_lowercase())
-            .unwrap_or(false);
-        if !ok {
-            problems.add(
-                subject,
-                format!("cors.origins: \"{origin}\" must be \"*\" or an origin such as \"https://app.example.com\" (scheme, host, optional port, no path)"),
-            );
-        }
-    }
-    for h in cors.headers.iter().flatten().chain(&cors.expose_headers) {
-        if !is_token(h) {
-            problems.add(subject, format!("cors: \"{h}\" is not a header name"));
-        }
     }
 }
 
@@ -751,109 +580,6 @@ fn check_origin(name: &str, origin: &Origin, problems: &mut Problems) {
         }
         if cb.cooldown_s == 0 {
             problems.add(&subject, "circuit_breaker.cooldown_s must be at least 1");
-        }
-    }
-}
-
-fn check_jwt(name: &str, p: &JwtProvider, problems: &mut Problems) {
-    let subject = format!("jwt \"{name}\"");
-    if p.issuer.is_empty() {
-        problems.add(&subject, "issuer must not be empty");
-    }
-    if p.jwks_url.is_none() && p.keys.is_none() && p.secret_var.is_none() {
-        problems.add(&subject, "needs a key source: jwks_url, keys or secret_var");
-    }
-    if let Some(url) = &p.jwks_url {
-        if let Err(e) = check_base_url(url).or_else(|e| {
-            // A JWKS URL may have a query string; only the scheme and host matter here.
-            match url::Url::parse(url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
-                _ => Err(e),
-            }
-        }) {
-            problems.add(&subject, format!("jwks_url {e}"));
-        }
-    }
-    if let Some(var) = &p.secret_var {
-        if var.is_empty() {
-            problems.add(&subject, "secret_var must name a Worker secret or variable");
-        }
-    }
-    if let Some(set) = &p.keys {
-        if set.keys.is_empty() {
-            problems.add(&subject, "keys must hold at least one key");
-        }
-        for (i, k) in set.keys.iter().enumerate() {
-            let which = k
-                .kid
-                .clone()
-                .map_or(format!("#{}", i + 1), |kid| format!("\"{kid}\""));
-            if k.k.is_some() || k.kty == "oct" {
-                problems.add(&subject, format!("keys: key {which} is symmetric; HMAC secrets belong in secret_var, never in a key set"));
-            } else if k.d.is_some() {
-                problems.add(&subject, format!("keys: key {which} holds a private key (\"d\"); publish only the public key"));
-            } else if !matches!(k.kty.as_str(), "RSA" | "EC" | "OKP") {
-                problems.add(
-                    &subject,
-                    format!("keys: key {which} has unsupported kty \"{}\"", k.kty),
-                );
-            }
-            if let Some(alg) = &k.alg {
-                match Algorithm::from_name(alg) {
-                    Some(a) if a.is_hmac() => problems.add(
-                        &subject,
-                        format!("keys: key {which} declares HMAC alg \"{alg}\""),
-                    ),
-                    Some(_) => {}
-                    None => problems.add(
-                        &subject,
-                        format!("keys: key {which} has unsupported alg \"{alg}\""),
-                    ),
-                }
-            }
-        }
-    }
-    if let Some(algs) = &p.algorithms {
-        if algs.is_empty() {
-            problems.add(&subject, "algorithms must not be empty (leave it out to allow every algorithm the keys support)");
-        }
-        let has_asym_keys = p.jwks_url.is_some() || p.keys.is_some();
-        for alg in algs {
-            if alg.is_hmac() && p.secret_var.is_none() {
-                problems.add(
-                    &subject,
-                    format!(
-                        "algorithms: {} needs secret_var (HMAC algorithms only use a secret)",
-                        alg.as_str()
-                    ),
-                );
-            }
-            if !alg.is_hmac() && !has_asym_keys {
-                problems.add(
-                    &subject,
-                    format!("algorithms: {} needs jwks_url or keys", alg.as_str()),
-                );
-            }
-        }
-    }
-    let mut seen = BTreeSet::new();
-    for (claim, header) in &p.forward_claims {
-        let lower = header.to_ascii_lowercase();
-        if !is_token(header) {
-            problems.add(
-                &subject,
-                format!("forward_claims: \"{claim}\" -> \"{header}\" is not a header name"),
-            );
-        } else if super::managed::is_reserved_for_claims(header) {
-            problems.add(&subject, format!("forward_claims: \"{claim}\" -> \"{header}\" names a header the gateway manages itself"));
-        } else if !seen.insert(lower) {
-            problems.add(
-                &subject,
-                format!("forward_claims: header \"{header}\" is set from two claims"),
-            );
-        }
-        if claim.is_empty() {
-            problems.add(&subject, "forward_claims: empty claim name");
         }
     }
 }
@@ -1026,36 +752,8 @@ fn check(file: &RoutesFile, invalid: &Invalid, problems: &mut Problems) {
     }
 }
 
-/// Parses one entry of an `ip` list: a CIDR (`10.0.0.0/8`, `2001:db8::/32`) or a single
-/// address. A prefix with host bits set (`10.0.0.1/8`) is refused: it is almost always a typo.
-pub fn parse_cidr(entry: &str) -> Result<ipnet::IpNet, String> {
-    if let Ok(addr) = entry.parse::<std::net::IpAddr>() {
-        return Ok(ipnet::IpNet::from(addr));
-    }
-    let net: ipnet::IpNet = entry.parse().map_err(|_| {
-        format!("\"{entry}\" is not a CIDR (10.0.0.0/8, 2001:db8::/32) or an IP address")
-    })?;
-    if net.trunc() != net {
-        return Err(format!(
-            "\"{entry}\" has bits set past its /{} prefix (the network is \"{}\")",
-            net.prefix_len(),
-            net.trunc()
-        ));
-    }
-    Ok(net)
-}
-
-/// A country or continent code as the runtime reports them: two upper-case letters or
-/// digits, the first a letter (`DE`, `EU`, Cloudflare's `T1` and `XX`).
-pub fn is_geo_code(code: &str) -> bool {
-    let b = code.as_bytes();
-    b.len() == 2
-        && b[0].is_ascii_uppercase()
-        && (b[1].is_ascii_uppercase() || b[1].is_ascii_digit())
-}
-
 /// A header value a rule may set: printable, tabs allowed, at most 8 KiB.
-fn is_header_value(v: &str) -> bool {
+pub(crate) fn is_header_value(v: &str) -> bool {
     v.len() <= 8 * 1024 && !v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
 }
 
@@ -1165,138 +863,6 @@ fn check_policies(file: &RoutesFile, route: Option<&Route>, problems: &mut Probl
                 ""
             };
             problems.add(&subject, format!("{what}{from}: \"{value}\" {e}"));
-        }
-    }
-}
-
-/// `validate`: a body schema path that can name a file beside the routes file (or
-/// an inline schema that compiles), query parameters with names and patterns.
-/// The files themselves are read and compiled by `config::schema::inline`.
-fn check_validate(rule: &ValidateRule, subject: &str, problems: &mut Problems) {
-    match &rule.body {
-        Some(BodySchema::Path(p)) => {
-            if p.is_empty() {
-                problems.add(subject, "validate.body: the schema path must not be empty");
-            } else if p.starts_with('/') || p.starts_with('\\') || p.contains("://") {
-                problems.add(
-                    subject,
-                    format!("validate.body \"{p}\": must be a path relative to the routes file"),
-                );
-            }
-        }
-        Some(BodySchema::Inline(schema)) => {
-            if let Err(e) = super::schema::compile(&Value::Object(schema.clone())) {
-                problems.add(
-                    subject,
-                    format!("validate.body: not a valid JSON Schema: {e}"),
-                );
-            }
-        }
-        None => {}
-    }
-    for (name, param) in &rule.query {
-        if name.is_empty() {
-            problems.add(
-                subject,
-                "validate.query: a parameter name must not be empty",
-            );
-        }
-        if let Some(pattern) = &param.pattern {
-            if let Err(e) = super::schema::compile_pattern(pattern) {
-                problems.add(subject, format!("validate.query \"{name}\": pattern {e}"));
-            }
-        }
-    }
-}
-
-fn check_ip(rule: &IpRule, subject: &str, problems: &mut Problems) {
-    for (list, entries) in [("allow", &rule.allow), ("deny", &rule.deny)] {
-        for entry in entries {
-            if let Err(e) = parse_cidr(entry) {
-                problems.add(subject, format!("ip.{list}: {e}"));
-            }
-        }
-    }
-}
-
-fn check_geo(rule: &GeoRule, subject: &str, problems: &mut Problems) {
-    for (list, codes) in [("allow", &rule.allow), ("deny", &rule.deny)] {
-        for code in codes {
-            if !is_geo_code(code) {
-                problems.add(
-                    subject,
-                    format!("geo.{list}: \"{code}\" is not a continent code (AF AN AS EU NA OC SA) or an upper-case ISO 3166 country code"),
-                );
-            }
-        }
-    }
-}
-
-fn check_header_rules(
-    rules: &HeaderRules,
-    field: &str,
-    claims: &[&str],
-    subject: &str,
-    problems: &mut Problems,
-) {
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    let names = rules
-        .set
-        .keys()
-        .map(|n| ("set", n))
-        .chain(rules.remove.iter().map(|n| ("remove", n)));
-    for (op, name) in names {
-        if !is_token(name) {
-            problems.add(
-                subject,
-                format!("{field}.{op}: \"{name}\" is not a header name"),
-            );
-            continue;
-        }
-        if super::managed::is_managed(name, claims.iter().copied()) {
-            problems.add(
-                subject,
-                format!("{field}.{op}: \"{name}\" is managed by the gateway and cannot be set or removed"),
-            );
-        }
-        let folded = name.to_ascii_lowercase().replace('_', "-");
-        if !seen.insert(folded) {
-            problems.add(
-                subject,
-                format!("{field}: \"{name}\" is named twice (set and remove, or two spellings)"),
-            );
-        }
-    }
-    for (name, value) in &rules.set {
-        if !is_header_value(value) {
-            problems.add(
-                subject,
-                format!(
-                    "{field}.set \"{name}\": the value must be printable text of at most 8 KiB"
-                ),
-            );
-        }
-    }
-}
-
-fn check_query_rules(rules: &QueryRules, subject: &str, problems: &mut Problems) {
-    let mut seen: BTreeSet<&str> = BTreeSet::new();
-    for (op, name) in rules
-        .set
-        .keys()
-        .map(|n| ("set", n))
-        .chain(rules.remove.iter().map(|n| ("remove", n)))
-    {
-        if name.is_empty() {
-            problems.add(
-                subject,
-                format!("query.{op}: a parameter name must not be empty"),
-            );
-        } else if !seen.insert(name) {
-            problems.add(
-                subject,
-                format!("query: \"{name}\" is named twice (set and remove)"),
-            );
         }
     }
 }

@@ -697,7 +697,7 @@ pub fn import(doc: &Value) -> Result<Imported, String> {
                     keys: None,
                     secret_var: None,
                     algorithms: None,
-                    leeway_s: config::types::default_leeway_s(),
+                    leeway_s: config::default_leeway_s(),
                     forward_claims: BTreeMap::new(),
                     typ: None,
                 },

@@ -13,7 +13,7 @@ use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as JwsAlgorithm, AlgorithmSignature};
 
 use super::es384::Es384;
-use crate::config::types::{Algorithm, Jwk, JwkSet};
+use crate::config::{Algorithm, Jwk, JwkSet};
 
 /// Smallest RSA modulus accepted, in bits (RFC 7518 section 3.3).
 pub const MIN_RSA_BITS: usize = 2048;

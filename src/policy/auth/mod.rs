@@ -55,8 +55,8 @@ pub use es384::{Es384, ES384_SIGNATURE_LEN};
 pub use jwks::{max_age, JwksCache, Plan};
 pub use keys::{parse_jwks, KeySet, MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
 
-use crate::config::types::{Algorithm, JwtProvider, TokenType};
 use crate::config::validate::is_token;
+use crate::config::{Algorithm, JwtProvider, TokenType};
 use keys::{AlgSet, HmacKeys};
 use seen::SeenSignatures;
 

@@ -7,7 +7,7 @@ use jsonwebtoken::{Algorithm as J, EncodingKey, Header};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::config::types::JwtProvider;
+use crate::config::JwtProvider;
 
 // Fixed test keys, generated once with `openssl genpkey` (PKCS#8) and converted to JWKs.
 

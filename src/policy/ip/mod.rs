@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::config::validate::parse_cidr;
+use crate::config::parse_cidr;
 use crate::config::IpRule;
 
 /// A compiled `ip` rule.
