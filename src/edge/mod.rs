@@ -38,6 +38,7 @@ const DRAIN_MAX_BYTES: u64 = 16 * 1024 * 1024;
 struct Isolate {
     gw: Gateway,
     state: IsolateState,
+    bindings: Rc<Bindings>,
     /// `DEV_GEO_HEADERS=true`: the caller's location comes from `x-dev-*` headers.
     dev_geo: bool,
 }
@@ -79,6 +80,12 @@ fn isolate(env: &Env) -> Rc<Isolate> {
             let id = crate::http::request_id::generate(random_bytes());
             Rc::new(Isolate {
                 state: IsolateState::new(&gw, id[..16].to_string()),
+                bindings: Rc::new(Bindings {
+                    kv: env.kv("GATEWAY_KV").ok(),
+                    metrics: env.analytics_engine("GATEWAY_METRICS").ok(),
+                    limiter: env.durable_object("GATEWAY_LIMITER").ok(),
+                    env: env.clone(),
+                }),
                 gw,
                 dev_geo,
             })
@@ -170,28 +177,31 @@ impl Drop for AbortOnDrop<'_> {
     }
 }
 
+/// The env bindings the ports use, looked up once per isolate: the runtime hands
+/// every request of an isolate the same binding objects.
+struct Bindings {
+    kv: Option<KvStore>,
+    metrics: Option<AnalyticsEngineDataset>,
+    limiter: Option<ObjectNamespace>,
+    /// For regions with a `service` binding.
+    env: Env,
+}
+
 struct EdgePorts {
     request: web_sys::Request,
     /// The request announces a body (see [`declares_body`]).
     has_body: bool,
     body_sent: Cell<bool>,
-    kv: Option<KvStore>,
-    metrics: Option<AnalyticsEngineDataset>,
-    limiter: Option<ObjectNamespace>,
-    /// For regions with a `service` binding.
-    env: Option<Env>,
+    bindings: Rc<Bindings>,
 }
 
 impl EdgePorts {
-    fn new(request: web_sys::Request, has_body: bool) -> Self {
+    fn new(request: web_sys::Request, has_body: bool, bindings: Rc<Bindings>) -> Self {
         EdgePorts {
             request,
             has_body,
             body_sent: Cell::new(false),
-            kv: None,
-            metrics: None,
-            limiter: None,
-            env: None,
+            bindings,
         }
     }
 }
@@ -286,11 +296,10 @@ impl Ports for EdgePorts {
             .map_err(|e| FetchError::Connect(format!("{e:?}")))?;
         let started = match up.service {
             Some(binding) => {
-                let fetcher = self
-                    .env
-                    .as_ref()
-                    .and_then(|env| env.service(binding).ok())
-                    .ok_or_else(|| FetchError::Connect(format!("no service binding {binding}")))?;
+                let fetcher =
+                    self.bindings.env.service(binding).ok().ok_or_else(|| {
+                        FetchError::Connect(format!("no service binding {binding}"))
+                    })?;
                 let raw: &worker::worker_sys::Fetcher = fetcher.as_ref().unchecked_ref();
                 raw.fetch(&request)
                     .map_err(|e| FetchError::Connect(format!("{e:?}")))?
@@ -355,12 +364,12 @@ impl Ports for EdgePorts {
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<String>, String> {
-        let kv = self.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
+        let kv = self.bindings.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
         kv.get(key).text().await.map_err(|e| e.to_string())
     }
 
     async fn kv_put(&self, key: &str, value: &str, expiration_ttl_s: u64) -> Result<(), String> {
-        let kv = self.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
+        let kv = self.bindings.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
         kv.put(key, value)
             .map_err(|e| e.to_string())?
             .expiration_ttl(expiration_ttl_s)
@@ -370,7 +379,7 @@ impl Ports for EdgePorts {
     }
 
     async fn kv_put_record(&self, key: &str, value: &str) -> Result<(), String> {
-        let kv = self.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
+        let kv = self.bindings.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
         kv.put(key, value)
             .map_err(|e| e.to_string())?
             .execute()
@@ -379,12 +388,16 @@ impl Ports for EdgePorts {
     }
 
     async fn kv_delete(&self, key: &str) -> Result<(), String> {
-        let kv = self.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
+        let kv = self.bindings.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
         kv.delete(key).await.map_err(|e| e.to_string())
     }
 
     async fn limiter_call(&self, call: &LeaseCall) -> Result<LeaseReply, String> {
-        let ns = self.limiter.as_ref().ok_or("no GATEWAY_LIMITER binding")?;
+        let ns = self
+            .bindings
+            .limiter
+            .as_ref()
+            .ok_or("no GATEWAY_LIMITER binding")?;
         lease_call(ns, call).await
     }
 
@@ -408,7 +421,7 @@ impl Ports for EdgePorts {
         if let Ok(json) = serde_json::to_string(line) {
             console_log!("{}", json);
         }
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = &self.bindings.metrics {
             let point = AnalyticsEngineDataPointBuilder::new()
                 .indexes([line.route.as_deref().unwrap_or("-")])
                 .blobs([
@@ -612,27 +625,21 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         has_body: inner.body().is_some() && declares_body(&view),
     };
     // `Clone::clone` copies the handle; `Request.clone()` would tee the body.
-    let mut ports = EdgePorts::new(Clone::clone(inner), incoming.has_body);
-    ports.kv = env.kv("GATEWAY_KV").ok();
-    ports.metrics = env.analytics_engine("GATEWAY_METRICS").ok();
-    ports.limiter = env.durable_object("GATEWAY_LIMITER").ok();
-    ports.env = Some(env.clone());
+    let ports = EdgePorts::new(
+        Clone::clone(inner),
+        incoming.has_body,
+        isolate.bindings.clone(),
+    );
     let reply = pipeline::handle(&isolate.gw, &isolate.state, &ports, &incoming).await;
-    if reply.after.flush_limits && ports.kv.is_some() {
-        let background = EdgePorts {
-            kv: ports.kv.clone(),
-            ..EdgePorts::new(Clone::clone(inner), false)
-        };
+    if reply.after.flush_limits && isolate.bindings.kv.is_some() {
+        let background = EdgePorts::new(Clone::clone(inner), false, isolate.bindings.clone());
         let isolate = isolate.clone();
         ctx.wait_until(async move {
             crate::policy::ratelimit::phase::flush(&isolate.state.limiter, &background).await;
         });
     }
-    if reply.after.lease_work && ports.limiter.is_some() {
-        let background = EdgePorts {
-            limiter: ports.limiter.clone(),
-            ..EdgePorts::new(Clone::clone(inner), false)
-        };
+    if reply.after.lease_work && isolate.bindings.limiter.is_some() {
+        let background = EdgePorts::new(Clone::clone(inner), false, isolate.bindings.clone());
         let isolate = isolate.clone();
         ctx.wait_until(async move {
             crate::policy::ratelimit::phase::lease_work(&isolate.state.leases, &background).await;

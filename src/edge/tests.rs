@@ -2,6 +2,7 @@
 //! (run by `wasm-bindgen-test-runner` under Node.js: `make test-wasm`).
 
 use wasm_bindgen_test::wasm_bindgen_test;
+use worker::wasm_bindgen::JsCast;
 use worker::web_sys;
 
 use super::{apply, declares_body, render, EdgePorts, JsHeaders};
@@ -83,7 +84,7 @@ async fn a_problem_renders_as_problem_json() {
         Problem::new(Kind::MethodNotAllowed, "use GET").with_header("allow", "GET, HEAD"),
         "rid-7",
     );
-    let response: web_sys::Response = render(reply).unwrap().into();
+    let response: web_sys::Response = render(reply).unwrap();
     assert_eq!(response.status(), 405);
     let h = response.headers();
     assert_eq!(
@@ -102,7 +103,13 @@ async fn a_problem_renders_as_problem_json() {
 #[wasm_bindgen_test]
 fn random_bytes_come_from_the_runtime() {
     let request = web_sys::Request::new_with_str("https://gateway.test/").unwrap();
-    let ports = EdgePorts::new(Clone::clone(&request), false);
+    let bindings = std::rc::Rc::new(super::Bindings {
+        kv: None,
+        metrics: None,
+        limiter: None,
+        env: worker::js_sys::Object::new().unchecked_into(),
+    });
+    let ports = EdgePorts::new(Clone::clone(&request), false, bindings);
     let a = ports.random_bytes();
     let b = ports.random_bytes();
     assert_ne!(a, b);
