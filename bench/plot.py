@@ -3,7 +3,7 @@
 Usage: bench/.venv/bin/python bench/plot.py bench/out/results-direct.json bench/latency.png
 
 Left: latency by percentile (x: 0 .. 99.99, on a log scale of 1/(1 - p) so the tail is
-readable, as HdrHistogram plots do). Right: p50 and p99 as ratios to the pass-through Worker.
+readable, as HdrHistogram plots do). Right: p50 and p99 as ratios to the reference (floor (b), else the pass-through Worker).
 """
 
 import json
@@ -28,8 +28,8 @@ def main(src: str, dst: str) -> None:
         pts = [(p, ms) for p, ms in c["percentiles"] if p < 100]
         xs = [1.0 / (1.0 - p / 100.0) for p, _ in pts]
         ys = [ms for _, ms in pts]
-        style = "--" if c["id"].startswith("passthrough") else ("-." if c["id"] in ("origin", "hono") else "-")
-        width = 2.4 if c["id"] in ("passthrough", "gateway-full", "hono") else 1.4
+        style = "--" if c["id"].startswith(("passthrough", "floor-")) else ("-." if c["id"] in ("origin", "hono", "hono-full-isolate") else "-")
+        width = 2.4 if c["id"] in ("passthrough", "floor-b", "gateway-full", "hono", "hono-full-isolate") else 1.4
         ax.plot(xs, ys, style, color=cmap(i % 20), linewidth=width, label=f'{c["label"]} ({c["rps"]:.0f} req/s)')
     ticks = [0, 50, 90, 99, 99.9, 99.99]
     ax.set_xscale("log")
@@ -57,8 +57,8 @@ def main(src: str, dst: str) -> None:
     bx.set_yticks(list(ys))
     bx.set_yticklabels(labels, fontsize=8)
     bx.invert_yaxis()
-    bx.set_xlabel("× pass-through Worker (same run)")
-    bx.set_title("Latency relative to the pass-through Worker")
+    bx.set_xlabel(f'× {ref.get("label") or "pass-through Worker"} (medians over the rounds)')
+    bx.set_title(f'Latency relative to the {ref.get("label") or "pass-through Worker"}')
     bx.grid(True, axis="x", alpha=0.3)
     bx.legend(fontsize=8)
 

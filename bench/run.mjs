@@ -1,25 +1,39 @@
-// `make bench`: the gateway against the platform floor and against the
-// JavaScript gateway users would otherwise write. See bench/README.md.
+// `make bench`: the gateway against the floors any implementation of the
+// contract pays and against the JavaScript gateways users would otherwise write.
+// See bench/README.md.
 //
-// One run, side by side, on 127.0.0.1, one Worker at a time:
-//   1. direct to the origin (the floor);
-//   2. a pass-through JavaScript Worker (the platform floor; measured first and
-//      again last, to show the drift of a noisy machine);
-//   3. Hono + hono/jwt (HS256) + a KV counter rate limit + hono/proxy;
-//   4. this gateway: routing only, + JWT (HS256, ES256, RS256), + rate limit,
-//      cache hit, and the full chain (JWT HS256 + rate limit + forward, no cache),
-//      which does exactly the work of contestant 3.
-// Every figure is also given as a ratio to the pass-through Worker of the same run.
-// Then the native criterion bench (benches/routing.rs), the wasm size, the
-// results table (bench/results.md) and the latency chart (bench/latency.png).
+// On 127.0.0.1, every selected Worker started once and kept running (each its
+// own wrangler and workerd processes, in its own process group, on its own
+// ports), then BENCH_ROUNDS interleaved rounds: each round measures every
+// selected contestant once, in a shuffled order, so that a noisy machine spreads
+// its noise over all of them instead of favouring whoever ran in a quiet minute.
+// Contestants:
+//   1. direct to the origin;
+//   2. JavaScript floors: a pass-through Worker, the same + a log line, floor (a)
+//      (+ a request id both ways, `new Response(r.body, r)`) and floor (b)
+//      ((a) + the gateway's log line), which any implementation of the contract pays;
+//   3. Hono peers: JWT HS256 + KV rate limit + proxy, the same without the limit,
+//      and the stronger peer with an in-isolate limiter;
+//   4. this gateway: routing only, each JWT algorithm (same token, new tokens),
+//      rate limits, cache hit, API keys, bodies, hedging, and the full chain
+//      (JWT HS256 + rate limit + forward), which does the work of contestants 3.
+// Every figure is the median over the rounds with its spread (min-max), and a
+// ratio to floor (b) and to the pass-through Worker, computed per round against
+// that round's reference and then reduced to their median.
+// Then the per-request counts (crossings.mjs: calls into JavaScript, strings,
+// Headers/Request/Response objects), the native criterion bench
+// (benches/routing.rs), the wasm size, the results table (bench/results.md) and
+// the latency chart (bench/latency.png).
 //
-// Settings (environment): BENCH_RUNNER=direct|cli, BENCH_DURATION (s, 10),
-// BENCH_WARMUP (s, 3), BENCH_CONNECTIONS (32), BENCH_THREADS (2),
+// Settings (environment): BENCH_RUNNER=direct|cli, BENCH_ROUNDS (5),
+// BENCH_DURATION (s per measurement, 3), BENCH_WARMUP (s, 2), BENCH_SEED (1, the
+// rounds' order), BENCH_CONNECTIONS (32), BENCH_THREADS (2),
 // BENCH_ONLY (comma-separated contestant ids), BENCH_CRITERION=0 (skip it),
 // BENCH_CHART=0 (skip the chart), BENCH_ORIGIN_PORT (18480), BENCH_PERF=1 (also
-// record `perf` profiles of the Worker's workerd into bench/out/perf-*.txt; the
-// profiler's overhead then inflates the CPU figures a little), BENCH_CROSSINGS=0
-// (skip counting the gateway's wasm -> JS calls per request).
+// record `perf` profiles of the Worker's workerd into bench/out/perf-*.txt, in
+// the last round; the profiler's overhead then inflates that round's CPU figures
+// a little), BENCH_CROSSINGS=0 (skip the per-request counts), BENCH_OPENSSL=0
+// (skip `openssl speed` for the ES384 target).
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -30,7 +44,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
-import { countCrossings, instrumentedBuild } from './crossings.mjs';
+import { countCrossings, instrumentedBuild, instrumentedJs, selfCheck } from './crossings.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH, '..');
@@ -38,8 +52,10 @@ const OUT = path.join(BENCH, 'out');
 const env = (name, fallback) => (process.env[name] === undefined || process.env[name] === '' ? fallback : process.env[name]);
 const opts = {
   runner: env('BENCH_RUNNER', 'direct'),
-  duration: Number(env('BENCH_DURATION', '10')),
-  warmup: Number(env('BENCH_WARMUP', '3')),
+  rounds: Number(env('BENCH_ROUNDS', '5')),
+  duration: Number(env('BENCH_DURATION', '3')),
+  warmup: Number(env('BENCH_WARMUP', '2')),
+  seed: Number(env('BENCH_SEED', '1')),
   connections: Number(env('BENCH_CONNECTIONS', '32')),
   threads: Number(env('BENCH_THREADS', '2')),
   only: env('BENCH_ONLY', '').split(',').map((s) => s.trim()).filter(Boolean),
@@ -48,7 +64,9 @@ const opts = {
   originPort: Number(env('BENCH_ORIGIN_PORT', '18480')),
   perf: env('BENCH_PERF', '0') !== '0',
   crossings: env('BENCH_CROSSINGS', '1') !== '0',
+  openssl: env('BENCH_OPENSSL', '1') !== '0',
 };
+if (!(Number.isInteger(opts.rounds) && opts.rounds >= 1)) throw new Error(`BENCH_ROUNDS must be a whole number >= 1, not ${process.env.BENCH_ROUNDS}`);
 if (!['direct', 'cli'].includes(opts.runner)) throw new Error(`BENCH_RUNNER must be direct or cli, not ${opts.runner}`);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -310,6 +328,7 @@ async function loadKeys() {
       ES256: [ecPrivate, 'bench-es'],
       ES384: [ec384Private, 'bench-es384'],
       RS256: [rsaPrivate, 'bench-rs'],
+      PS256: [rsaPrivate, 'bench-ps'],
       EdDSA: [edPrivate, 'bench-ed'],
     },
     hmacSecret: keys.hmacSecret,
@@ -331,20 +350,26 @@ async function loadKeys() {
 
 // Requests per second a token route serves at most here when every token is new,
 // with some headroom: how many distinct tokens a warm-up or measurement needs.
-const NEW_TOKEN_RATE = { HS256: 2200, ES256: 800, ES384: 350, RS256: 1000, EdDSA: 1500 };
+const NEW_TOKEN_RATE = { HS256: 2200, ES256: 800, ES384: 350, RS256: 1000, PS256: 1000, EdDSA: 1500 };
 
-/** Files of distinct tokens (one per line) for the warm-up and the measurement of `alg`. */
+/**
+ * Files of distinct tokens (one per line) for the warm-up and for each round's
+ * measurement of `alg`: no token is sent twice in a run. The warm-up file has at
+ * least 250 (bench/crossings.mjs counts with them).
+ */
 async function newTokenFiles(keys, alg) {
   const [key, kid] = keys.signers[alg];
   const write = async (phase, seconds, offset) => {
-    const count = Math.ceil(NEW_TOKEN_RATE[alg] * seconds * 1.2);
+    const count = Math.max(250, Math.ceil(NEW_TOKEN_RATE[alg] * seconds * 1.2));
     const lines = [];
     for (let i = 0; i < count; i++) lines.push(signJwt(alg, key, kid, { jti: `${phase}-${offset + i}` }));
     const file = path.join(OUT, `tokens-${alg}-${phase}.txt`);
     await fsp.writeFile(file, lines.join('\n') + '\n');
     return file;
   };
-  return { warmup: await write('warmup', opts.warmup, 0), measure: await write('measure', opts.duration, 1e9) };
+  const measure = [];
+  for (let round = 0; round < opts.rounds; round++) measure.push(await write(`measure-${round + 1}`, opts.duration, (round + 1) * 1e9));
+  return { warmup: await write('warmup', opts.warmup, 0), measure };
 }
 
 // --- the gateway's routes file -----------------------------------------------------
@@ -529,22 +554,27 @@ async function warmUp(contestant, target) {
   await wrk(url, headers, opts.warmup, contestant.tokens?.warmup, contestant.connections, contestant.bodyFile);
 }
 
-async function measure(contestant, target, originPid) {
+/**
+ * One measurement of `contestant` (round `round`, from 0). `neighbours` are the
+ * other running Workers: their workerd CPU over the same window is recorded, to
+ * show that the CPU per request is this Worker's own (it should be about 0).
+ */
+async function measure(contestant, target, originPid, round, neighbours = []) {
   const url = target.url + contestant.path;
   const headers = contestant.headers ?? {};
-  log(`${contestant.id}: ${opts.duration} s`);
   let perf = null;
-  if (opts.perf && target.workerPids?.length === 1) {
+  if (opts.perf && round === opts.rounds - 1 && target.workerPids?.length === 1) {
     const data = path.join(OUT, `perf-${contestant.id}.data`);
     perf = start('perf', ['record', '-F', env('BENCH_PERF_FREQ', '999'), '-p', String(target.workerPids[0]), '-o', data, '--', 'sleep', String(opts.duration)]);
     perf.data = data;
     await sleep(300);
   }
-  const before = target.child ? cpuSnapshot(target, originPid) : { origin: ticksOf(originPid) };
+  const neighbourTicks = () => neighbours.reduce((n, w) => n + (w.workerPids.length ? w.workerPids.reduce((m, pid) => m + ticksOf(pid), 0) : cpuSnapshot(w, originPid).worker), 0);
+  const before = { ...(target.child ? cpuSnapshot(target, originPid) : { origin: ticksOf(originPid) }), neighbours: neighbourTicks() };
   const t0 = performance.now();
-  const result = await wrk(url, headers, opts.duration, contestant.tokens?.measure, contestant.connections, contestant.bodyFile);
+  const result = await wrk(url, headers, opts.duration, contestant.tokens?.measure[round], contestant.connections, contestant.bodyFile);
   const wallS = (performance.now() - t0) / 1000;
-  const after = target.child ? cpuSnapshot(target, originPid) : { origin: ticksOf(originPid) };
+  const after = { ...(target.child ? cpuSnapshot(target, originPid) : { origin: ticksOf(originPid) }), neighbours: neighbourTicks() };
   if (perf) {
     await new Promise((r) => (perf.exitCode !== null ? r() : perf.once('close', r)));
     try {
@@ -560,8 +590,7 @@ async function measure(contestant, target, originPid) {
   const p = Object.fromEntries(result.latency.percentiles.map(([q, us]) => [q, us / 1000]));
   return {
     id: contestant.id,
-    label: contestant.label,
-    what: contestant.what,
+    round,
     url,
     requests: n,
     rps: n / (result.duration_us / 1e6),
@@ -578,6 +607,7 @@ async function measure(contestant, target, originPid) {
       workerd: perReqMs('workerd'),
       node: perReqMs('node'),
       origin: perReqMs('origin'),
+      neighbours: perReqMs('neighbours'),
     },
     originCpuPct: ((after.origin - before.origin) / CLK_TCK / wallS) * 100,
     wrk: result.text,
@@ -623,6 +653,171 @@ async function expectStatus(url, headers, status, what) {
   const body = await res.text();
   if (res.status !== status) throw new Error(`${what}: expected ${status} from ${url}, got ${res.status}: ${body.slice(0, 300)}`);
   return res;
+}
+
+// --- rounds: order, medians, spreads -------------------------------------------------------
+
+/** A small seeded generator (mulberry32), so that BENCH_SEED reproduces the rounds' order. */
+function seededRandom(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A shuffled copy (Fisher-Yates). */
+function shuffle(xs, random) {
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+const numbers = (xs) => xs.filter((x) => typeof x === 'number' && Number.isFinite(x));
+function median(xs) {
+  const v = numbers(xs).sort((a, b) => a - b);
+  if (!v.length) return null;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+const minMax = (xs) => {
+  const v = numbers(xs);
+  return v.length ? [Math.min(...v), Math.max(...v)] : [null, null];
+};
+/** "median [min–max]". */
+function spread(xs, digits = 2) {
+  const [lo, hi] = minMax(xs);
+  return lo === null ? 'n/a' : `${f(median(xs), digits)} [${f(lo, digits)}–${f(hi, digits)}]`;
+}
+
+/** The median over the rounds of fn(a's measurement, b's measurement of the same round). */
+function perRound(a, b, fn) {
+  if (!a || !b) return null;
+  return median(a.rounds.map((m) => {
+    const ref = b.rounds.find((x) => x.round === m.round);
+    if (!ref) return null;
+    const v = fn(m, ref);
+    return typeof v === 'number' && Number.isFinite(v) ? v : null;
+  }));
+}
+const cpuOf = (m) => m.cpuMsPerReq.worker;
+const RATIOS = {
+  rps: (m, r) => m.rps / r.rps,
+  p50: (m, r) => m.p50 / r.p50,
+  p99: (m, r) => m.p99 / r.p99,
+  cpu: (m, r) => (cpuOf(m) === null || !cpuOf(r) ? null : cpuOf(m) / cpuOf(r)),
+  dCpu: (m, r) => (cpuOf(m) === null || cpuOf(r) === null ? null : cpuOf(m) - cpuOf(r)),
+};
+
+/** One contestant's rounds reduced to medians (the fields a single measurement has) and spreads. */
+function aggregate(c, ms) {
+  const pick = (fn) => ms.map(fn);
+  const cpuKeys = Object.keys(ms[0].cpuMsPerReq);
+  const percentiles = ms[0].percentiles.map(([q], i) => [q, median(ms.map((m) => m.percentiles[i]?.[1]))]);
+  const errors = {};
+  for (const m of ms) for (const [k, v] of Object.entries(m.errors)) errors[k] = (errors[k] ?? 0) + v;
+  return {
+    id: c.id,
+    group: c.group,
+    label: c.label,
+    what: c.what,
+    url: ms[0].url,
+    rounds: ms,
+    requests: ms.reduce((n, m) => n + m.requests, 0),
+    rps: median(pick((m) => m.rps)),
+    p50: median(pick((m) => m.p50)),
+    p90: median(pick((m) => m.p90)),
+    p99: median(pick((m) => m.p99)),
+    p999: median(pick((m) => m.p999)),
+    mean: median(pick((m) => m.mean)),
+    max: Math.max(...pick((m) => m.max)),
+    spread: {
+      rps: minMax(pick((m) => m.rps)),
+      p50: minMax(pick((m) => m.p50)),
+      p99: minMax(pick((m) => m.p99)),
+      cpu: minMax(pick(cpuOf)),
+    },
+    errors,
+    percentiles,
+    cpuMsPerReq: Object.fromEntries(cpuKeys.map((k) => [k, median(pick((m) => m.cpuMsPerReq[k]))])),
+    originCpuPct: median(pick((m) => m.originCpuPct)),
+    perf: ms.find((m) => m.perf)?.perf ?? null,
+    reused: ms.reduce((n, m) => n + (m.reused ?? 0), 0),
+  };
+}
+
+/** Ratios (medians of per-round ratios) of every contestant to the one with `refId`. */
+function ratiosTo(results, refId) {
+  const ref = results.find((c) => c.id === refId);
+  for (const c of results) {
+    c.ratios ??= {};
+    c.ratios[refId] = ref ? Object.fromEntries(Object.entries(RATIOS).map(([k, fn]) => [k, perRound(c, ref, fn)])) : null;
+  }
+}
+
+/** The processes: pid -> {ppid, pgid, comm}. */
+function allProcesses() {
+  const procs = new Map();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const fields = stat.slice(close + 2).split(' ');
+      procs.set(Number(entry), { ppid: Number(fields[1]), pgid: Number(fields[2]), comm: stat.slice(stat.indexOf('(') + 1, close) });
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return procs;
+}
+
+/**
+ * Checks that the CPU of each of several running Workers can be told apart, and
+ * throws otherwise: every workerd a Worker's runner started (any descendant) is
+ * in that runner's process group, which is what cpuSnapshot() sums; exactly one
+ * of them is the Worker's own workerd (the one serving it); no two Workers share
+ * a workerd. Resolves a one-line summary.
+ */
+function checkAttribution(targets) {
+  const procs = allProcesses();
+  const problems = [];
+  const owner = new Map();
+  for (const t of targets) {
+    const descendants = [];
+    const queue = [t.child.pid];
+    while (queue.length) {
+      const pid = queue.shift();
+      for (const [child, p] of procs) if (p.ppid === pid) { descendants.push(child); queue.push(child); }
+    }
+    const workerds = descendants.filter((pid) => procs.get(pid).comm === 'workerd');
+    for (const pid of workerds) {
+      if (procs.get(pid).pgid !== t.child.pid) problems.push(`${t.name}: workerd ${pid} is in process group ${procs.get(pid).pgid}, not its runner's (${t.child.pid})`);
+    }
+    if (t.workerPids.length !== 1) problems.push(`${t.name}: ${t.workerPids.length} Worker workerd processes found, not one`);
+    for (const pid of t.workerPids) {
+      if (!workerds.includes(pid)) problems.push(`${t.name}: its Worker workerd ${pid} is not a child of its runner`);
+      if (owner.has(pid)) problems.push(`${t.name} and ${owner.get(pid)} share workerd ${pid}`);
+      owner.set(pid, t.name);
+    }
+  }
+  if (problems.length) throw new Error(`CPU per request cannot be told apart between the running Workers:\n  ${problems.join('\n  ')}`);
+  return `${targets.length} Workers, each in its own process group, ${targets.map((t) => `${t.name} workerd ${t.workerPids[0]}`).join(', ')}`;
+}
+
+/** `openssl speed ecdsap384` (OpenSSL 3 has no -evp mode for ECDSA): ms per P-384 sign and verify. */
+function opensslP384() {
+  const out = execFileSync('openssl', ['speed', '-seconds', '2', 'ecdsap384'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString();
+  const m = out.match(/384 bits ecdsa \(nistp384\)\s+([\d.]+)s\s+([\d.]+)s/);
+  if (!m) throw new Error(`no nistp384 line in: ${out.slice(-300)}`);
+  const version = execFileSync('openssl', ['version']).toString().trim();
+  return { signMs: Number(m[1]) * 1000, verifyMs: Number(m[2]) * 1000, version, command: 'openssl speed -seconds 2 ecdsap384' };
 }
 
 // --- criterion --------------------------------------------------------------------------
@@ -680,16 +875,21 @@ function machine() {
 
 function report(r) {
   const L = [];
-  const ref = r.reference;
-  L.push('# Benchmarks: the gateway against the platform floor and a Hono gateway');
+  const fb = (c) => c.ratios?.['floor-b'] ?? null;
+  const pt = (c) => c.ratios?.passthrough ?? null;
+  const x = (v) => (v === null || v === undefined ? 'n/a' : `${v.toFixed(2)}×`);
+  const signed = (v, digits = 3) => (v === null || v === undefined ? 'n/a' : `${v >= 0 ? '+' : ''}${v.toFixed(digits)}`);
+  const range = ([lo, hi], digits) => (lo === null ? '' : ` [${f(lo, digits)}–${f(hi, digits)}]`);
+  L.push('# Benchmarks: the gateway against the floors of the contract and against Hono gateways');
   L.push('');
   L.push(`Run ${r.date} (${r.totalS.toFixed(0)} s) on ${r.machine.nproc} CPUs (${r.machine.cpu}), ${r.machine.memGiB} GiB, Linux ${r.machine.kernel};`);
   L.push(`load average before the run ${r.machine.loadBefore}, after ${r.loadAfter}. Node ${r.machine.node}, wrangler ${r.machine.wrangler}, ${r.machine.workerd}, hono ${r.machine.hono}, ${r.machine.wrk}, ${r.machine.rustc}.`);
   L.push('');
   L.push('**Read the ratios, not the absolute numbers.** Everything (load generator, origin, workerd, wrangler) shares the same');
-  L.push('CPUs, which other jobs were also using; only ratios to the pass-through Worker measured in the same run are comparable.');
-  L.push('CPU time per request is the steadiest figure (it does not depend on how much CPU the other jobs left); throughput and');
-  L.push('latency move with the machine\'s load, see the drift between the two pass-through runs.');
+  L.push('CPUs, which other jobs were also using. Every contestant is measured once per round, rounds interleave all of them');
+  L.push('in a shuffled order, and each ratio is computed within a round (against that round\'s floor (b) or pass-through) before');
+  L.push('the median over the rounds is taken; so a noisy minute weighs on a contestant and its reference alike. CPU time per');
+  L.push('request is the steadiest figure (it does not depend on how much CPU the other jobs left).');
   L.push('');
   L.push('## How it was run');
   L.push('');
@@ -697,7 +897,7 @@ function report(r) {
   L.push(r.command);
   L.push('```');
   L.push('');
-  L.push(`- Load: \`${r.wrkCommand}\` per contestant, one at a time. Each Worker, once started, is first warmed with ${opts.warmup} s of the same load on each of its contestants; then each is measured.`);
+  L.push(`- Load: \`${r.wrkCommand}\` per contestant and round. All selected Workers are started once and kept running, each on its own ports; every contestant is first warmed with ${opts.warmup} s of the same load, then ${r.rounds} rounds each measure every contestant once, in a shuffled order (BENCH_SEED=${opts.seed}; the orders are in \`bench/out/results-*.json\`).`);
   L.push(`- Origin: \`node bench/origin.mjs\` on 127.0.0.1 (one small JSON body, keep-alive), its own process; its CPU use is in the details table.`);
   if (opts.runner === 'direct') {
     L.push('- Workers: wrangler\'s dev engine (`unstable_startWorker` of wrangler ' + r.machine.wrangler + ': config, bundling, Miniflare, workerd) with the DevTools inspector off (`bench/serve.mjs`),');
@@ -705,31 +905,40 @@ function report(r) {
   } else {
     L.push('- Workers: `npx wrangler dev --ip 127.0.0.1 --port P --inspector-port I --persist-to TMP --var ...` (load through wrangler\'s public port).');
   }
-  L.push('- CPU/request: utime+stime of the Worker\'s workerd process (/proc/PID/stat) over the measured window, divided by the requests served.');
+  L.push('- CPU/request: utime+stime of the Worker\'s own workerd process (/proc/PID/stat) over the measured window, divided by the requests served.');
+  if (r.attribution) L.push(`  Checked before the rounds: ${r.attribution}; during each measurement the other Workers' workerd CPU is recorded too (details table, "other Workers"), and stays near 0.`);
   L.push('');
   L.push('## Load: throughput, latency, CPU per request');
   L.push('');
-  L.push(`Ratios (×) are to the pass-through Worker (contestant 2): the mean of its two runs, first and last (drift between them: ${r.drift}).`);
+  L.push(`Medians over ${r.rounds} round${r.rounds > 1 ? 's' : ''}, [min–max] over the rounds. × floor b and × pass-through: the median of the per-round ratios to floor (b) (contestant 2d: request id both ways, \`new Response(r.body, r)\`, the gateway's log line) and to the pass-through Worker (contestant 2). Δ CPU: the same, as a difference in ms per request. ${r.drift}.`);
   L.push('');
-  L.push('| # | contestant | req/s | × | p50 ms | × | p99 ms | × | Worker CPU ms/req | × | Δ CPU vs pass-through ms/req | errors |');
-  L.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const counted = (c) => {
+    const k = r.crossings?.find((y) => y.id === c.id);
+    if (!k) return 'n/a';
+    const wasm = k.worker === 'gateway';
+    return `${wasm ? f(k.perRequest, 0) : '–'} · ${wasm ? f(k.strings.total, 0) : '–'} · ${[k.objects.Headers, k.objects.Request, k.objects.Response].map((v) => f(v, Number.isInteger(v) ? 0 : 1)).join('/')}`;
+  };
+  if (r.crossings) L.push('Last column, per request (exact, see "Per request" below): calls into JavaScript · strings crossed · Headers/Request/Response objects made.');
+  L.push('');
+  L.push(`| # | contestant | req/s [min–max] | × floor b | × pass-through | p50 ms [min–max] | × floor b | p99 ms [min–max] | × floor b | Worker CPU ms/req [min–max] | × floor b | Δ CPU vs floor b | Δ CPU vs pass-through | errors |${r.crossings ? ' JS calls · strings · H/Rq/Rs |' : ''}`);
+  L.push(`|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|${r.crossings ? '---:|' : ''}`);
   for (const c of r.contestants) {
     const err = Object.values(c.errors).reduce((a, b) => a + b, 0);
-    const cpu = c.cpuMsPerReq.worker;
-    const delta = cpu === null || ref.cpu === null ? null : cpu - ref.cpu;
-    L.push(`| ${c.group} | ${c.label} | ${f(c.rps, 0)} | ${ratio(c.rps, ref.rps)} | ${f(c.p50)} | ${ratio(c.p50, ref.p50)} | ${f(c.p99)} | ${ratio(c.p99, ref.p99)} | ${f(cpu, 3)} | ${ratio(cpu, ref.cpu)} | ${delta === null ? 'n/a' : (delta >= 0 ? '+' : '') + delta.toFixed(3)} | ${err} |`);
+    const b = fb(c);
+    const p = pt(c);
+    L.push(`| ${c.group} | ${c.label} | ${f(c.rps, 0)}${range(c.spread.rps, 0)} | ${x(b?.rps)} | ${x(p?.rps)} | ${f(c.p50)}${range(c.spread.p50, 2)} | ${x(b?.p50)} | ${f(c.p99)}${range(c.spread.p99, 1)} | ${x(b?.p99)} | ${f(c.cpuMsPerReq.worker, 3)}${range(c.spread.cpu, 3)} | ${x(b?.cpu)} | ${signed(b?.dCpu)} | ${signed(p?.dCpu)} | ${err} |${r.crossings ? ` ${counted(c)} |` : ''}`);
   }
   L.push('');
   L.push('What each contestant does:');
   L.push('');
   for (const c of r.contestants) L.push(`- **${c.label}**: ${c.what}`);
   L.push('');
-  L.push('<details><summary>Details: p90, p99.9, max, CPU of every process</summary>');
+  L.push('<details><summary>Details: p90, p99.9, max, CPU of every process (medians over the rounds)</summary>');
   L.push('');
-  L.push('| contestant | requests | p90 ms | p99.9 ms | max ms | all workerd ms/req | wrangler (node) ms/req | origin ms/req | origin CPU % |');
-  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  L.push('| contestant | requests (all rounds) | p90 ms | p99.9 ms | max ms | all workerd ms/req | other Workers\' workerd ms/req | wrangler (node) ms/req | origin ms/req | origin CPU % |');
+  L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const c of r.contestants) {
-    L.push(`| ${c.label} | ${c.requests} | ${f(c.p90)} | ${f(c.p999)} | ${f(c.max)} | ${f(c.cpuMsPerReq.workerd, 3)} | ${f(c.cpuMsPerReq.node, 3)} | ${f(c.cpuMsPerReq.origin, 3)} | ${f(c.originCpuPct, 0)} |`);
+    L.push(`| ${c.label} | ${c.requests} | ${f(c.p90)} | ${f(c.p999)} | ${f(c.max)} | ${f(c.cpuMsPerReq.workerd, 3)} | ${f(c.cpuMsPerReq.neighbours, 3)} | ${f(c.cpuMsPerReq.node, 3)} | ${f(c.cpuMsPerReq.origin, 3)} | ${f(c.originCpuPct, 0)} |`);
   }
   L.push('');
   L.push('</details>');
@@ -782,18 +991,24 @@ function report(r) {
     L.push('');
   }
   if (r.crossings) {
-    L.push('## wasm -> JavaScript calls per request (gateway)');
+    L.push('## Per request: calls into JavaScript, strings crossed, API objects made');
     L.push('');
-    L.push('Exact counts of calls into the wasm-bindgen imports, from an instrumented copy of the build (`bench/crossings.mjs`), 200 requests per route, background work (`waitUntil`) included. Each call also copies its string arguments across (UTF-8 <-> UTF-16).');
-    L.push('');
-    L.push('| route | calls/request | strings decoded from wasm (TextDecoder.decode) | closures registered (FinalizationRegistry) | Durable Object calls | most frequent calls (per request) |');
-    L.push('|---|---:|---:|---:|---:|---|');
-    for (const c of r.crossings) {
-      const top = c.top.filter(([name]) => !name.startsWith('(')).slice(0, 6).map(([name, x]) => `${name.replace(/^__wbg_/, '')} ${x.toFixed(1)}`).join(', ');
-      L.push(`| ${c.label} | ${c.perRequest.toFixed(1)} | ${f(c.glue?.['TextDecoder.decode'] ?? 0, 1)} | ${f(c.glue?.['FinalizationRegistry.register'] ?? 0, 1)} | ${f(c.glue?.['Durable Object fetch'] ?? 0, 3)} | ${top} |`);
+    L.push('Exact counts from an instrumented copy of each Worker (`bench/crossings.mjs`), 200 requests per contestant, background work (`waitUntil`) included. Calls into JavaScript: calls of the wasm module\'s imports (the wasm-bindgen glue). Strings crossed: strings the glue read out of wasm memory (`TextDecoder.decode`) plus strings it wrote into it (its `passStringToWasm`), each a UTF-8 <-> UTF-16 copy. Headers / Request / Response: `new Headers`, `new Request` (+ `clone()`), `new Response` (+ `clone()`) by anyone, the glue included (the response `fetch` returns is not counted: every Worker gets one per subrequest). The JavaScript Workers run no wasm, so they have no calls or strings to count.');
+    if (r.crossingsCheck) {
+      const ck = r.crossingsCheck;
+      L.push('');
+      L.push(`Counters checked to register before counting (the run fails otherwise): one request to the routing-only route counted ${f(ck.route.perRequest, 0)} calls into JavaScript, ${f(ck.route.strings.decoded, 0)} strings out of and ${f(ck.route.strings.encoded, 0)} into wasm, ${f(ck.route.objects.Headers, 0)} Headers, ${f(ck.route.objects.Request, 0)} Request and ${f(ck.route.objects.Response, 0)} Response objects; the first request to the global-limit route counted ${f(ck.globalLeases, 0)} Durable Object call(s) (its lease); floor (a) counted exactly its one Request, one Response and one fetch.`);
     }
     L.push('');
-    const full = r.crossings.find((c) => c.id === 'gateway-full') ?? r.crossings[0];
+    L.push('| Worker: contestant | calls into JS | strings crossed (out + in) | Headers | Request | Response | subrequests (fetch) | Durable Object calls | closures registered | most frequent calls |');
+    L.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+    for (const c of r.crossings) {
+      const wasm = c.worker === 'gateway';
+      const top = c.top.filter(([name]) => !name.startsWith('(')).slice(0, 6).map(([name, x]) => `${name.replace(/^__wbg_/, '')} ${x.toFixed(1)}`).join(', ');
+      L.push(`| ${c.label} | ${wasm ? c.perRequest.toFixed(1) : '–'} | ${wasm ? `${f(c.strings.total, 1)} (${f(c.strings.decoded, 1)} + ${f(c.strings.encoded, 1)})` : '–'} | ${f(c.objects.Headers, 1)} | ${f(c.objects.Request, 1)} | ${f(c.objects.Response, 1)} | ${f(c.fetches, 2)} | ${wasm ? f(c.glue?.['Durable Object fetch'] ?? 0, 3) : '–'} | ${wasm ? f(c.glue?.['FinalizationRegistry.register'] ?? 0, 1) : '–'} | ${top} |`);
+    }
+    L.push('');
+    const full = r.crossings.find((c) => c.id === 'gateway-full') ?? r.crossings.find((c) => c.worker === 'gateway');
     L.push(`<details><summary>Every import called on "${full.label}", with its JavaScript body</summary>`);
     L.push('');
     L.push('| import | calls/request | body |');
@@ -814,15 +1029,18 @@ function report(r) {
     L.push('carries one token, as a client does until its token expires; after the first request the isolate remembers the verified');
     L.push('signature and checks only the claims. Keys are parsed once per isolate.');
     L.push('');
-    L.push('| algorithm | family | key | Δ ms, new token every request | Δ ms, same token |');
-    L.push('|---|---|---|---:|---:|');
+    L.push('Medians of the per-round differences. The last column is the new-token figure minus HS256\'s: what the signature arithmetic costs beyond an HMAC.');
+    L.push('');
+    L.push('| algorithm | family | key | Δ ms, new token every request | Δ ms, same token | new token, Δ ms over HS256\'s |');
+    L.push('|---|---|---|---:|---:|---:|');
+    const hsNew = r.contestants.find((x) => x.id === 'gateway-hs256-new');
     const family = { hs256: ['HMAC', '256-bit secret'], es256: ['ECDSA', 'P-256'], es384: ['ECDSA', 'P-384'], rs256: ['RSA PKCS#1 v1.5', 'RSA 2048'], ps256: ['RSA PSS', 'RSA 2048'], eddsa: ['EdDSA', 'Ed25519'] };
     for (const c of verifiers) {
       const alg = c.id.slice('gateway-'.length);
       const [fam, key] = family[alg] ?? ['', ''];
       const fresh = r.contestants.find((x) => x.id === `${c.id}-new`);
-      const delta = (x) => (x ? f(x.cpuMsPerReq.worker - routing.cpuMsPerReq.worker, 3) : 'not run');
-      L.push(`| ${alg === 'eddsa' ? 'EdDSA' : alg.toUpperCase()} | ${fam} | ${key} | ${delta(fresh)} | ${delta(c)} |`);
+      const delta = (x, ref = routing) => (x ? (ref ? f(perRound(x, ref, RATIOS.dCpu), 3) : 'n/a') : 'not run');
+      L.push(`| ${alg === 'eddsa' ? 'EdDSA' : alg.toUpperCase()} | ${fam} | ${key} | ${delta(fresh)} | ${delta(c)} | ${alg === 'hs256' ? '–' : delta(fresh, hsNew)} |`);
     }
     L.push('');
   }
@@ -847,22 +1065,57 @@ function report(r) {
 
 function targets(r) {
   const by = (id) => r.contestants.find((c) => c.id === id);
+  const calls = (id) => r.crossings?.find((c) => c.id === id) ?? null;
   const full = by('gateway-full');
   const routing = by('gateway-route');
-  const hono = by('hono');
-  const ref = r.reference;
+  const floorB = by('floor-b');
+  const pass = by('passthrough');
   const t = [];
-  if (full) {
-    t.push({ target: 'full chain throughput within 10 % of the pass-through Worker', measured: `${ratio(full.rps, ref.rps)} of its req/s`, met: full.rps >= 0.9 * ref.rps });
-    if (hono) t.push({ target: 'full chain ahead of Hono', measured: `${f(full.rps, 0)} vs ${f(hono.rps, 0)} req/s (${ratio(full.rps, hono.rps)})`, met: full.rps > hono.rps });
-    const d = full.cpuMsPerReq.worker - ref.cpu;
-    t.push({ target: 'full chain < 0.5 ms CPU/request (the gateway\'s own: Δ over the pass-through)', measured: `Δ ${f(d, 3)} ms (absolute ${f(full.cpuMsPerReq.worker, 3)} ms, pass-through ${f(ref.cpu, 3)} ms)`, met: d < 0.5 });
+  const x = (v) => (v === null ? 'n/a' : `${v.toFixed(2)}×`);
+  const ms = (v) => (v === null ? 'n/a' : `${v >= 0 ? '+' : ''}${v.toFixed(3)} ms`);
+  const met = (v, test) => (v === null ? null : test(v));
+  // Issue 14's targets, against floor (b), from per-round ratios and differences.
+  if (routing && floorB) {
+    const rps = perRound(routing, floorB, RATIOS.rps);
+    const d = perRound(routing, floorB, RATIOS.dCpu);
+    t.push({ target: 'routing only: within 5 % of floor (b)\'s throughput', measured: `${x(rps)} of its req/s`, met: met(rps, (v) => v >= 0.95) });
+    t.push({ target: 'routing only: under 0.03 ms CPU/request over floor (b)', measured: `Δ ${ms(d)}`, met: met(d, (v) => v < 0.03) });
   }
-  if (routing) {
-    const d = routing.cpuMsPerReq.worker - ref.cpu;
-    t.push({ target: 'routing alone < 0.1 ms CPU/request (Δ over the pass-through)', measured: `Δ ${f(d, 3)} ms (absolute ${f(routing.cpuMsPerReq.worker, 3)} ms)`, met: d < 0.1 });
+  if (calls('gateway-route')) {
+    const n = calls('gateway-route').perRequest;
+    t.push({ target: 'routing only: at most 10 calls into JavaScript per request', measured: `${f(n, 1)} calls`, met: n <= 10 });
   }
-  if (r.wasm) t.push({ target: 'wasm < 400 KB gzip', measured: `${(r.wasm.gzip / 1000).toFixed(1)} kB (${(r.wasm.gzip / 1024).toFixed(1)} KiB)`, met: r.wasm.gzip < 400_000 });
+  if (full && floorB) {
+    const rps = perRound(full, floorB, RATIOS.rps);
+    t.push({ target: 'full chain: within 10 % of floor (b)\'s throughput', measured: `${x(rps)} of its req/s (Δ CPU ${ms(perRound(full, floorB, RATIOS.dCpu))})`, met: met(rps, (v) => v >= 0.9) });
+  }
+  const peers = ['hono', 'hono-full-isolate'].map(by).filter(Boolean);
+  if (full && peers.length) {
+    const rs = peers.map((p) => [p, perRound(full, p, RATIOS.rps)]);
+    t.push({ target: `full chain: ahead of every JavaScript peer doing the same work (${peers.map((p) => p.id).join(', ')})`, measured: rs.map(([p, v]) => `${x(v)} ${p.id}'s req/s`).join(', '), met: rs.some(([, v]) => v === null) ? null : rs.every(([, v]) => v > 1) });
+  }
+  const hsNew = by('gateway-hs256-new');
+  for (const alg of ['es256', 'rs256', 'ps256', 'eddsa']) {
+    const c = by(`gateway-${alg}-new`);
+    if (!c || !hsNew) continue;
+    const d = perRound(c, hsNew, RATIOS.dCpu);
+    t.push({ target: `a token's first verification, ${alg === 'eddsa' ? 'EdDSA' : alg.toUpperCase()}: under 0.15 ms CPU more than HS256`, measured: `${ms(d)} over HS256 (new token every request)`, met: met(d, (v) => v < 0.15) });
+  }
+  const es384 = by('gateway-es384-new');
+  if (es384 && hsNew && r.openssl) {
+    const d = perRound(es384, hsNew, RATIOS.dCpu);
+    t.push({ target: 'a token\'s first verification, ES384: within 1.5× of OpenSSL\'s P-384 verify on this machine', measured: `${ms(d)} over HS256, against ${f(r.openssl.verifyMs, 3)} ms for \`${r.openssl.command}\` (${r.openssl.version}): ${d === null ? 'n/a' : `${(d / r.openssl.verifyMs).toFixed(2)}×`}`, met: met(d, (v) => v <= 1.5 * r.openssl.verifyMs) });
+  }
+  if (r.wasm) t.push({ target: 'wasm under 200 KB gzip', measured: `${(r.wasm.gzip / 1000).toFixed(1)} kB (${(r.wasm.gzip / 1024).toFixed(1)} KiB)`, met: r.wasm.gzip < 200_000 });
+  // Earlier targets, against the pass-through Worker.
+  if (full && pass) {
+    const d = perRound(full, pass, RATIOS.dCpu);
+    t.push({ target: 'full chain < 0.5 ms CPU/request over the pass-through Worker (earlier target)', measured: `Δ ${ms(d)} (absolute ${f(full.cpuMsPerReq.worker, 3)} ms, pass-through ${f(pass.cpuMsPerReq.worker, 3)} ms)`, met: met(d, (v) => v < 0.5) });
+  }
+  if (routing && pass) {
+    const d = perRound(routing, pass, RATIOS.dCpu);
+    t.push({ target: 'routing alone < 0.1 ms CPU/request over the pass-through Worker (earlier target)', measured: `Δ ${ms(d)} (absolute ${f(routing.cpuMsPerReq.worker, 3)} ms)`, met: met(d, (v) => v < 0.1) });
+  }
   if (r.criterion) {
     const worst = Math.max(r.criterion.hit.median, r.criterion.miss.median, r.criterion.notAllowed.median);
     t.push({ target: '10,000 routes: lookup < 1 µs', measured: `hit ${f(r.criterion.hit.median, 0)} ns, miss ${f(r.criterion.miss.median, 0)} ns, 405 ${f(r.criterion.notAllowed.median, 0)} ns (native)`, met: worst < 1000 });
@@ -922,18 +1175,42 @@ async function main() {
   const workers = {
     passthrough: {
       label: 'pass-through Worker',
+      main: path.join(BENCH, 'workers/passthrough.js'),
       configFile: await toml('passthrough', ['name = "bench-passthrough"', `main = ${JSON.stringify(path.join(BENCH, 'workers/passthrough.js'))}`]),
       vars: { ORIGIN_URL: originUrl },
       probe: { path: '/bench/route/1' },
     },
     'passthrough-log': {
       label: 'pass-through Worker + 1 log line',
+      main: path.join(BENCH, 'workers/passthrough-log.js'),
       configFile: await toml('passthrough-log', ['name = "bench-passthrough-log"', `main = ${JSON.stringify(path.join(BENCH, 'workers/passthrough-log.js'))}`]),
       vars: { ORIGIN_URL: originUrl },
       probe: { path: '/bench/route/1' },
     },
+    'floor-a': {
+      label: 'floor (a) Worker',
+      main: path.join(BENCH, 'workers/floor-a.js'),
+      configFile: await toml('floor-a', ['name = "bench-floor-a"', `main = ${JSON.stringify(path.join(BENCH, 'workers/floor-a.js'))}`]),
+      vars: { ORIGIN_URL: originUrl },
+      probe: { path: '/bench/route/1' },
+    },
+    'floor-b': {
+      label: 'floor (b) Worker',
+      main: path.join(BENCH, 'workers/floor-b.js'),
+      configFile: await toml('floor-b', ['name = "bench-floor-b"', `main = ${JSON.stringify(path.join(BENCH, 'workers/floor-b.js'))}`]),
+      vars: { ORIGIN_URL: originUrl },
+      probe: { path: '/bench/route/1' },
+    },
+    'hono-isolate': {
+      label: 'Hono gateway, in-isolate limiter',
+      main: path.join(BENCH, 'workers/hono-isolate.js'),
+      configFile: await toml('hono-isolate', ['name = "bench-hono-isolate"', `main = ${JSON.stringify(path.join(BENCH, 'workers/hono-isolate.js'))}`]),
+      vars: { ORIGIN_URL: originUrl, BENCH_JWT_SECRET: keys.hmacSecret },
+      probe: { path: '/bench/full/1', headers: { authorization: `Bearer ${keys.tokens.HS256}` } },
+    },
     hono: {
       label: 'Hono gateway',
+      main: path.join(BENCH, 'workers/hono.js'),
       configFile: await toml('hono', ['name = "bench-hono"', `main = ${JSON.stringify(path.join(BENCH, 'workers/hono.js'))}`, '', '[[kv_namespaces]]', 'binding = "RATE_KV"', 'id = "bench-hono"']),
       vars: { ORIGIN_URL: originUrl, BENCH_JWT_SECRET: keys.hmacSecret },
       probe: { path: '/bench/full/1', headers: { authorization: `Bearer ${keys.tokens.HS256}` } },
@@ -950,6 +1227,8 @@ async function main() {
     { worker: null, contestants: [{ id: 'origin', group: '1', label: 'origin, direct', what: 'wrk straight to the origin: the floor.', path: '/bench/route/42' }] },
     { worker: 'passthrough', contestants: [{ id: 'passthrough', group: '2', label: 'pass-through Worker', what: '`fetch(ORIGIN + path, request)` and nothing else (bench/workers/passthrough.js): the platform floor.', path: '/bench/route/42' }] },
     { worker: 'passthrough-log', contestants: [{ id: 'passthrough-log', group: '2b', label: 'pass-through + 1 log line', what: 'the pass-through plus one `console.log` of a JSON line like the gateway\'s (bench/workers/passthrough-log.js): what logging costs alone.', path: '/bench/route/42' }] },
+    { worker: 'floor-a', contestants: [{ id: 'floor-a', group: '2c', label: 'floor (a): + request id both ways', what: 'the pass-through plus what the contract makes every request cost (bench/workers/floor-a.js): `new Request(url, request)` with `x-request-id` set on it, and `new Response(r.body, r)` with `x-request-id` set on it.', path: '/bench/route/42' }] },
+    { worker: 'floor-b', contestants: [{ id: 'floor-b', group: '2d', label: 'floor (b): (a) + the log line', what: 'floor (a) plus one JSON `console.log` line with the fields and size of the gateway\'s full-chain log line (bench/workers/floor-b.js): the floor any implementation of the contract pays; every ratio "× floor b" is to this contestant.', path: '/bench/route/42' }] },
     {
       worker: 'hono',
       contestants: [{
@@ -971,6 +1250,19 @@ async function main() {
       }],
     },
     {
+      worker: 'hono-isolate',
+      contestants: [{
+        id: 'hono-full-isolate', group: '3c', label: 'Hono: JWT HS256 + in-isolate rate limit + proxy',
+        what: `the stronger JavaScript peer (bench/workers/hono-isolate.js): contestant 3 with its limiter's fixed-window counters in a Map in the isolate (no KV call per request; rate-limit headers on the response) and the \`hono/jwt\` middleware made once per isolate. The same work as the gateway's full chain, whose isolate counters also spare KV.`,
+        path: '/bench/full/42', headers: bearer('HS256'),
+        prepare: async (url, headers) => {
+          await expectStatus(url, {}, 401, 'Hono (in-isolate limiter) without a token');
+          const res = await expectStatus(url, headers, 200, 'Hono (in-isolate limiter) with a token');
+          if (!res.headers.get('ratelimit-remaining')) throw new Error('Hono (in-isolate limiter) answered without ratelimit-remaining');
+        },
+      }],
+    },
+    {
       worker: 'gateway',
       contestants: [
         { id: 'gateway-route', group: '4a', label: 'gateway: routing only', what: 'route match and forward (plus what every request gets: request id, traceparent, X-Forwarded-*, hop-by-hop removal, server-timing, one JSON log line).', path: '/bench/route/42' },
@@ -981,16 +1273,18 @@ async function main() {
           id: `gateway-${alg.toLowerCase()}`, group, label: `gateway: + JWT ${alg}`, what: `routing + JWT ${alg} (${key}), then forward.`, path: `/bench/${alg.toLowerCase()}/42`, headers: bearer(alg),
           prepare: async (url, h) => { await expectStatus(url, {}, 401, `${alg} route without a token`); await expectStatus(url, h, 200, `${alg} route`); },
         })),
-        ...[['HS256', '4h0'], ['ES256', '4h1'], ['RS256', '4h2'], ['ES384', '4h3'], ['EdDSA', '4h4']].map(([alg, group]) => {
+        ...[['HS256', '4h0'], ['ES256', '4h1'], ['RS256', '4h2'], ['ES384', '4h3'], ['EdDSA', '4h4'], ['PS256', '4h5']].map(([alg, group]) => {
           const c = {
             id: `gateway-${alg.toLowerCase()}-new`, group, label: `gateway: + JWT ${alg}, a new token every request`,
             what: `the ${alg} route with a different token on every request (distinct \`jti\`, signed beforehand, taken in turn by wrk from a file): every request pays the signature check, which a token seen before skips.`,
             path: `/bench/${alg.toLowerCase()}/42`,
             prepare: async (url) => {
-              c.tokens = await newTokenFiles(keys, alg);
+              c.tokens ??= await newTokenFiles(keys, alg);
               const first = (await fsp.readFile(c.tokens.warmup, 'utf8')).split('\n')[0];
               await expectStatus(url, { authorization: `Bearer ${first}` }, 200, `${alg} route with a new token`);
             },
+            // bench/crossings.mjs: a token per request, not the one prepare() sent.
+            tokenLines: async () => (await fsp.readFile(c.tokens.warmup, 'utf8')).split('\n').filter(Boolean).slice(1),
           };
           return c;
         }),
@@ -1037,67 +1331,128 @@ async function main() {
         { id: 'gateway-full', group: '4g', label: 'gateway: full chain', what: 'routing + JWT HS256 + rate limit + forward (no cache): the same work as the Hono gateway.', path: '/bench/full/42', headers: bearer('HS256'), prepare: async (url, h) => { await expectStatus(url, {}, 401, 'full chain without a token'); await expectStatus(url, h, 200, 'full chain'); } },
       ],
     },
-    { worker: 'passthrough', contestants: [{ id: 'passthrough-again', group: '2', label: 'pass-through Worker (again, last)', what: 'contestant 2 once more at the end, to show the drift over the run.', path: '/bench/route/42' }] },
   ];
-  const selected = (id) => !opts.only.length || opts.only.includes(id) || (id === 'passthrough-again' && opts.only.includes('passthrough'));
+  const selected = (id) => !opts.only.length || opts.only.includes(id);
+  const known = plan.flatMap((p) => p.contestants.map((c) => c.id));
+  const unknown = opts.only.filter((id) => !known.includes(id));
+  if (unknown.length) throw new Error(`BENCH_ONLY names unknown contestants: ${unknown.join(', ')} (known: ${known.join(' ')})`);
+  const steps = plan.map((p) => ({ ...p, contestants: p.contestants.filter((c) => selected(c.id)) })).filter((p) => p.contestants.length);
 
-  const results = [];
+  // Every selected Worker started once, each on its own ports and in its own
+  // process group, and kept running through all rounds.
   const startups = [];
-  for (const step of plan) {
-    const contestants = step.contestants.filter((c) => selected(c.id));
-    if (!contestants.length) continue;
-    let target = { url: originUrl, child: null };
-    if (step.worker) {
+  const servers = new Map([[null, { name: 'origin', url: originUrl, child: null, workerPids: [] }]]);
+  const roundsOf = new Map(steps.flatMap((p) => p.contestants.map((c) => [c.id, []])));
+  const orders = [];
+  let attribution = null;
+  try {
+    for (const step of steps) {
+      if (!step.worker || servers.has(step.worker)) continue;
       const w = workers[step.worker];
       log(`starting ${w.label} (${opts.runner})`);
-      target = await startWorker({ name: step.worker, ...w });
-      log(`${w.label}: first 200 after ${target.firstMs.toFixed(0)} ms; load on ${target.url}`);
-      if (!startups.some((s) => s.name === step.worker)) startups.push({ name: step.worker, label: w.label, firstMs: target.firstMs, firstRequestMs: target.firstRequestMs });
+      const target = await startWorker({ name: step.worker, ...w });
+      servers.set(step.worker, target);
+      log(`${w.label}: first 200 after ${target.firstMs.toFixed(0)} ms; load on ${target.url} (workerd ${target.workerPids.join(', ')})`);
+      startups.push({ name: step.worker, label: w.label, firstMs: target.firstMs, firstRequestMs: target.firstRequestMs });
     }
-    try {
-      // Warm every contestant of this Worker first (the isolate's JIT and wasm
-      // tiers are shared by its routes), then measure them one after the other.
-      for (const c of contestants) await warmUp(c, target);
-      for (const c of contestants) {
-        const m = await measure(c, target, origin.pid);
-        m.group = c.group;
-        results.push(m);
+    const running = [...servers.values()].filter((t) => t.child);
+    attribution = checkAttribution(running);
+    log(`CPU attribution: ${attribution}`);
+    // Warm every contestant once (a Worker's routes share its isolate's JIT and wasm tiers).
+    for (const step of steps) for (const c of step.contestants) await warmUp(c, servers.get(step.worker));
+    const all = steps.flatMap((p) => p.contestants.map((c) => ({ c, target: servers.get(p.worker) })));
+    const random = seededRandom(opts.seed);
+    for (let round = 0; round < opts.rounds; round++) {
+      const order = shuffle(all, random);
+      orders.push(order.map(({ c }) => c.id));
+      log(`round ${round + 1}/${opts.rounds}: ${order.map(({ c }) => c.id).join(' ')}`);
+      for (const { c, target } of order) {
+        const m = await measure(c, target, origin.pid, round, running.filter((t) => t !== target));
+        roundsOf.get(c.id).push(m);
         const errs = Object.values(m.errors).reduce((a, b) => a + b, 0);
-        log(`${c.id}: ${m.rps.toFixed(0)} req/s, p50 ${m.p50.toFixed(2)} ms, p99 ${m.p99.toFixed(2)} ms, Worker CPU ${f(m.cpuMsPerReq.worker, 3)} ms/req, origin CPU ${m.originCpuPct.toFixed(0)} %${errs ? `, ${errs} errors` : ''}`);
-        if (errs) notes.push(`${c.label}: ${JSON.stringify(m.errors)} errors (wrk counts status >= 400 as "status").`);
-        if (m.reused) notes.push(`${c.label}: ${m.reused} of ${m.requests} requests carried a token already sent (the token list ran out); those skipped the signature check.`);
-        if (c.id !== 'origin' && m.originCpuPct > 70) notes.push(`${c.label}: the origin used ${m.originCpuPct.toFixed(0)} % of a CPU; it may have limited this contestant.`);
+        log(`  ${c.id}: ${m.rps.toFixed(0)} req/s, p50 ${m.p50.toFixed(2)} ms, p99 ${m.p99.toFixed(2)} ms, Worker CPU ${f(m.cpuMsPerReq.worker, 3)} ms/req (other Workers ${f(m.cpuMsPerReq.neighbours, 3)}), origin CPU ${m.originCpuPct.toFixed(0)} %${errs ? `, ${errs} errors` : ''}`);
       }
-    } finally {
-      if (target.child) await stop(target.child);
     }
+  } finally {
+    for (const t of servers.values()) if (t.child) await stop(t.child);
   }
-  // wasm -> JS calls per request, per gateway route (exact counts, no timing).
+  const contestantsOf = steps.flatMap((p) => p.contestants);
+  const results = contestantsOf.map((c) => aggregate(c, roundsOf.get(c.id)));
+  ratiosTo(results, 'floor-b');
+  ratiosTo(results, 'passthrough');
+  for (const c of results) {
+    const errs = Object.values(c.errors).reduce((a, b) => a + b, 0);
+    if (errs) notes.push(`${c.label}: ${JSON.stringify(c.errors)} errors over the rounds (wrk counts status >= 400 as "status").`);
+    if (c.reused) notes.push(`${c.label}: ${c.reused} of ${c.requests} requests carried a token already sent (a round's token list ran out); those skipped the signature check.`);
+    if (c.id !== 'origin' && c.originCpuPct > 70) notes.push(`${c.label}: the origin used ${c.originCpuPct.toFixed(0)} % of a CPU (median); it may have limited this contestant.`);
+    const cpu = c.cpuMsPerReq.worker;
+    if (cpu && c.cpuMsPerReq.neighbours > 0.05 * cpu) notes.push(`${c.label}: the other running Workers used ${f(c.cpuMsPerReq.neighbours, 3)} ms of CPU per request of this contestant (median), ${f((100 * c.cpuMsPerReq.neighbours) / cpu, 0)} % of its own: something else ran in them.`);
+  }
+
+  // Per-request counts (exact, no timing): an instrumented copy of each Worker.
   let crossings = null;
-  const gatewayStep = plan.find((p) => p.worker === 'gateway');
-  if (opts.crossings && gatewayStep) {
-    const entry = await instrumentedBuild(buildDir, path.join(scratchDir, 'crossings-build'));
-    const configFile = await toml('gateway-crossings', ['name = "bench-gateway-crossings"', `main = ${JSON.stringify(entry)}`, ...GATEWAY_BINDINGS]);
-    log('counting the gateway\'s wasm -> JS calls per request (an instrumented copy of the build)');
-    const w = await startWorker({ name: 'gateway-crossings', configFile, vars: workers.gateway.vars, probe: workers.gateway.probe });
-    try {
-      crossings = await countCrossings(w.url, gatewayStep.contestants);
-    } finally {
-      await stop(w.child);
+  let crossingsCheck = null;
+  if (opts.crossings) {
+    crossings = [];
+    for (const step of steps) {
+      if (!step.worker) continue;
+      const w = workers[step.worker];
+      const name = `${step.worker}-crossings`;
+      const dir = path.join(scratchDir, name);
+      let configFile;
+      if (step.worker === 'gateway') {
+        const entry = await instrumentedBuild(buildDir, dir);
+        configFile = await toml(name, ['name = "bench-gateway-crossings"', `main = ${JSON.stringify(entry)}`, ...GATEWAY_BINDINGS]);
+      } else {
+        const entry = await instrumentedJs(w.main, dir);
+        const text = await fsp.readFile(w.configFile, 'utf8');
+        configFile = path.join(dir, 'wrangler.toml');
+        await fsp.writeFile(configFile, text.replace(/^main = .*$/m, `main = ${JSON.stringify(entry)}`).replace(/^name = "(.*)"$/m, 'name = "$1-crossings"'));
+      }
+      log(`counting per-request calls, strings and objects of ${w.label} (an instrumented copy)`);
+      const t = await startWorker({ name, configFile, vars: w.vars, probe: w.probe });
+      try {
+        if (step.worker === 'gateway') {
+          // Every counter must register before any count is believed.
+          const gatewayDefs = plan.find((p) => p.worker === 'gateway').contestants;
+          crossingsCheck = await selfCheck(t.url, { route: gatewayDefs.find((c) => c.id === 'gateway-route'), global: gatewayDefs.find((c) => c.id === 'gateway-global') });
+          log(`counters registered: gateway-route ${crossingsCheck.route.perRequest} calls into JS, ${crossingsCheck.route.objects.Headers} Headers; gateway-global's first request ${crossingsCheck.global.glue['Durable Object fetch']} Durable Object call(s)`);
+        }
+        if (step.worker === 'floor-a') {
+          // A JavaScript Worker whose objects are known: one Request, one Response, one fetch.
+          const [check] = await countCrossings(t.url, step.contestants, { n: 20, worker: step.worker });
+          if (check.objects.Request !== 1 || check.objects.Response !== 1 || check.fetches !== 1) {
+            throw new Error(`crossings self-check failed: floor (a) makes one Request, one Response and one fetch per request, counted ${JSON.stringify(check.objects)} and ${check.fetches} fetch`);
+          }
+        }
+        crossings.push(...(await countCrossings(t.url, step.contestants, { worker: step.worker })));
+      } finally {
+        await stop(t.child);
+      }
     }
   }
   await stop(origin);
 
-  // The reference: the pass-through Worker, mean of its runs.
-  const refs = results.filter((c) => c.id === 'passthrough' || c.id === 'passthrough-again');
-  const mean = (xs) => (xs.length && xs.every((x) => x !== null) ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
-  const reference = {
-    rps: mean(refs.map((c) => c.rps)),
-    p50: mean(refs.map((c) => c.p50)),
-    p99: mean(refs.map((c) => c.p99)),
-    cpu: mean(refs.map((c) => c.cpuMsPerReq.worker)),
+  // The references: floor (b) and the pass-through Worker, medians over the rounds.
+  const refOf = (id) => {
+    const c = results.find((x) => x.id === id);
+    return c ? { id, label: c.label, rps: c.rps, p50: c.p50, p99: c.p99, cpu: c.cpuMsPerReq.worker } : null;
   };
-  const drift = refs.length === 2 ? `last/first req/s ${ratio(refs[1].rps, refs[0].rps)}, CPU/req ${ratio(refs[1].cpuMsPerReq.worker, refs[0].cpuMsPerReq.worker)}` : 'n/a (one run)';
+  const reference = refOf('floor-b') ?? refOf('passthrough') ?? { id: null, label: null, rps: null, p50: null, p99: null, cpu: null };
+  const passthrough = refOf('passthrough');
+  const floorB = refOf('floor-b');
+  const pt = results.find((c) => c.id === 'passthrough');
+  const drift = pt && pt.rounds.length > 1 ? `pass-through Worker over the rounds: req/s ${spread(pt.rounds.map((m) => m.rps), 0)}, CPU/req ${spread(pt.rounds.map((m) => m.cpuMsPerReq.worker), 3)} ms` : 'n/a';
+
+  let openssl = null;
+  if (opts.openssl) {
+    try {
+      openssl = opensslP384();
+      log(`openssl speed ecdsap384: verify ${f(openssl.verifyMs, 3)} ms`);
+    } catch (e) {
+      notes.push(`openssl speed ecdsap384 failed (${e.message.split('\n')[0]}): no ES384 reference.`);
+    }
+  }
 
   let criterion = null;
   if (opts.criterion) {
@@ -1113,18 +1468,25 @@ async function main() {
     history: fs.existsSync(path.join(BENCH, 'history.md')) ? fs.readFileSync(path.join(BENCH, 'history.md'), 'utf8') : null,
     machine: info,
     loadAfter: fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
-    command: `BENCH_RUNNER=${opts.runner} BENCH_DURATION=${opts.duration} BENCH_WARMUP=${opts.warmup} BENCH_CONNECTIONS=${opts.connections} BENCH_THREADS=${opts.threads}${opts.only.length ? ` BENCH_ONLY=${opts.only.join(',')}` : ''}${opts.perf ? ' BENCH_PERF=1' : ''} make bench   # make bench = make tools bench-tools && node bench/run.mjs`,
+    command: `BENCH_RUNNER=${opts.runner} BENCH_ROUNDS=${opts.rounds} BENCH_SEED=${opts.seed} BENCH_DURATION=${opts.duration} BENCH_WARMUP=${opts.warmup} BENCH_CONNECTIONS=${opts.connections} BENCH_THREADS=${opts.threads}${opts.only.length ? ` BENCH_ONLY=${opts.only.join(',')}` : ''}${opts.perf ? ' BENCH_PERF=1' : ''} make bench   # make bench = make tools bench-tools && node bench/run.mjs`,
     wrkCommand: `wrk -t${opts.threads} -c${opts.connections} -d${opts.duration}s --timeout 5s --latency -s bench/wrk-report.lua [-H 'Authorization: Bearer <JWT>'] URL`,
     runner: opts.runner,
     contestants: results,
+    rounds: opts.rounds,
+    orders,
+    attribution,
     reference,
+    passthrough,
+    floorB,
     drift,
+    openssl,
     startups,
     wasm,
     buildMs,
     gatewayRoutes: routes.routes.length,
     criterion,
     crossings,
+    crossingsCheck: crossingsCheck && { route: { perRequest: crossingsCheck.route.perRequest, objects: crossingsCheck.route.objects, strings: crossingsCheck.route.strings }, globalLeases: crossingsCheck.global.glue['Durable Object fetch'] },
     notes,
   };
   r.targets = targets(r);
