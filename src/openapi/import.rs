@@ -157,8 +157,13 @@ const OPERATION_KEYS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
-/// A route id made of `[A-Za-z0-9._-]`, at most 64 characters.
+/// A route id made of `[A-Za-z0-9._-]`, at most 64 characters. A name that is
+/// already a valid route id is kept as it is (an exported `-home` comes back as
+/// `-home`); others are mended, without leading or trailing dashes.
 pub fn sanitize_id(raw: &str) -> String {
+    if crate::config::validate::is_name(raw) {
+        return raw.to_string();
+    }
     let mut out = String::with_capacity(raw.len());
     let mut last_dash = false;
     for c in raw.chars() {
@@ -1257,6 +1262,10 @@ mod tests {
         assert_eq!(sanitize_id("repos.get"), "repos.get");
         assert_eq!(sanitize_id("///"), "");
         assert_eq!(sanitize_id(&"a".repeat(80)).len(), 64);
+        // Valid route ids stay as they are, dashes at either end included.
+        assert_eq!(sanitize_id("-tenant-home"), "-tenant-home");
+        assert_eq!(sanitize_id("home-"), "home-");
+        assert_eq!(sanitize_id("-bad id-"), "bad-id");
     }
 
     #[test]
