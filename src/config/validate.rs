@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::path::{parse_path, parse_rewrite};
-use super::{Cors, JwtProvider, KeyKind, Method, Origin, OriginRef, RateScope, Route, RoutesFile};
+use super::{Cors, JwtProvider, KeyKind, Method, Origin, OriginRef, Route, RoutesFile};
 
 /// One problem in a routes file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -672,18 +672,7 @@ fn check(file: &RoutesFile, invalid: &Invalid, problems: &mut Problems) {
             check_auth(file, invalid, auth, &subject, problems);
         }
         if let Some(rl) = &route.rate_limit {
-            if rl.requests == 0 {
-                problems.add(&subject, "rate_limit.requests must be at least 1");
-            }
-            if rl.window_s == 0 {
-                problems.add(&subject, "rate_limit.window_s must be at least 1");
-            }
-            if rl.on_error.is_some() && rl.scope != RateScope::Global {
-                problems.add(
-                    &subject,
-                    "rate_limit.on_error is only valid with rate_limit.scope \"global\"",
-                );
-            }
+            check_rate_limit(rl, &subject, problems);
             let auth = route.auth.as_ref();
             if rl.key == KeyKind::Sub && auth.is_none_or(|a| a.jwts().next().is_none()) {
                 problems.add(
@@ -1160,6 +1149,29 @@ mod tests {
                 p.iter().any(|s| s.starts_with(needle)),
                 "missing {needle}: {p:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_route_limit_and_a_plan_limit_get_the_same_checks() {
+        let text = r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://o.test", "serves": ["*"]}]}},
+            "plans": {"free": {"rate_limit": {"requests": 0, "window_s": 0, "on_error": "deny"}}},
+            "routes": [{"id": "lim", "path": "/a", "origin": "o",
+                        "rate_limit": {"requests": 0, "window_s": 0, "on_error": "deny"}}]}"#;
+        let problems: Vec<String> = load(text)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        for subject in ["route \"lim\"", "plan \"free\""] {
+            for message in [
+                "rate_limit.requests must be at least 1",
+                "rate_limit.window_s must be at least 1",
+                "rate_limit.on_error is only valid with rate_limit.scope \"global\"",
+            ] {
+                let line = format!("{subject}: {message}");
+                assert!(problems.contains(&line), "{line} not in {problems:#?}");
+            }
         }
     }
 

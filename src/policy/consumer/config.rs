@@ -136,18 +136,7 @@ pub(crate) fn check_consumers(file: &RoutesFile, problems: &mut Problems) {
             );
         }
         if let Some(rl) = &plan.rate_limit {
-            if rl.requests == 0 {
-                problems.add(&subject, "rate_limit.requests must be at least 1");
-            }
-            if rl.window_s == 0 {
-                problems.add(&subject, "rate_limit.window_s must be at least 1");
-            }
-            if rl.on_error.is_some() && rl.scope != RateScope::Global {
-                problems.add(
-                    &subject,
-                    "rate_limit.on_error is only valid with rate_limit.scope \"global\"",
-                );
-            }
+            check_rate_limit(&rl.as_rate_limit(), &subject, problems);
         }
         if plan.quota.is_some_and(|q| q.requests == 0) {
             problems.add(&subject, "quota.requests must be at least 1");

@@ -152,3 +152,20 @@ impl<'de> Deserialize<'de> for OnError {
         }
     }
 }
+
+/// The checks of one `rate_limit`, a route's or a plan's: what does not depend on
+/// the route it is on.
+pub(crate) fn check_rate_limit(rl: &RateLimit, subject: &str, problems: &mut Problems) {
+    if rl.requests == 0 {
+        problems.add(subject, "rate_limit.requests must be at least 1");
+    }
+    if rl.window_s == 0 {
+        problems.add(subject, "rate_limit.window_s must be at least 1");
+    }
+    if rl.on_error.is_some() && rl.scope != RateScope::Global {
+        problems.add(
+            subject,
+            "rate_limit.on_error is only valid with rate_limit.scope \"global\"",
+        );
+    }
+}
