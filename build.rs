@@ -70,6 +70,14 @@ fn main() {
     // Embedded without its formatting: a smaller module and less to parse at start-up.
     let compact = config::schema::embedded_text(&text, &file);
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it")).join("routes.json");
+    // What an isolate starts from: the top level, and each route's table entry
+    // beside its JSON (`src/config/prepared.rs`).
+    let prepared = config::prepared::write(&compact, &file).unwrap_or_else(|e| {
+        eprintln!("cannot prepare routes file {}: {e}", path.display());
+        std::process::exit(1);
+    });
+    std::fs::write(out.with_file_name("routes.prepared"), prepared).expect("OUT_DIR is writable");
+    // The file itself, for the tests that compare the two.
     std::fs::write(&out, compact).expect("OUT_DIR is writable");
     let version = std::env::var("GATEWAY_BUILD_VERSION")
         .unwrap_or_else(|_| std::env::var("CARGO_PKG_VERSION").expect("cargo sets it"));

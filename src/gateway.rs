@@ -19,8 +19,14 @@ use crate::route::{Match, RouteTable};
 use crate::upstream::region::Regions;
 use crate::upstream::split::Split;
 
-/// The routes file embedded at build time.
-pub const EMBEDDED_ROUTES: &str = include_str!(concat!(env!("OUT_DIR"), "/routes.json"));
+use std::sync::OnceLock;
+
+/// The routes file embedded at build time, in its prepared form ([`config::prepared`]).
+pub const EMBEDDED_ROUTES: &str = include_str!(concat!(env!("OUT_DIR"), "/routes.prepared"));
+
+/// The same file as JSON (schemas inlined), which tests compare it with.
+#[cfg(test)]
+pub const EMBEDDED_ROUTES_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/routes.json"));
 
 /// `GET /__gateway/docs` and `GET /__gateway/openapi.json`, generated at build
 /// time from the embedded file; empty unless it has `"docs": true`.
@@ -211,9 +217,13 @@ impl RouteRt {
 /// Everything the request pipeline reads; immutable once built.
 #[derive(Debug)]
 pub struct Gateway {
+    /// The routes file. In a gateway started from the prepared form
+    /// ([`Gateway::from_prepared`]) it holds the top level only and `routes` is
+    /// empty: a route is read with [`Gateway::route`].
     pub file: RoutesFile,
     pub table: RouteTable,
-    pub routes: Vec<RouteRt>,
+    /// Route `i` of the table, compiled at start-up or on its first request.
+    routes: Vec<LazyRoute>,
     pub origins: Vec<OriginRt>,
     /// Lower-cased request headers removed from every incoming request besides the
     /// hop-by-hop ones: those the gateway sets itself and the `forward_claims`
@@ -233,6 +243,14 @@ pub struct Gateway {
     pub docs: Option<DocPages>,
 }
 
+/// One route: compiled, or its JSON in the prepared form until a request first
+/// matches it. An isolate answers from a few of a file's routes; it compiles those.
+#[derive(Debug)]
+struct LazyRoute {
+    json: Option<&'static str>,
+    compiled: OnceLock<Result<RouteRt, String>>,
+}
+
 /// Where HMAC secrets come from: the name of a Worker secret or variable -> its value.
 pub type Secrets<'a> = &'a dyn Fn(&str) -> Option<String>;
 
@@ -244,23 +262,91 @@ impl Gateway {
         Gateway::compile(file, secrets).map_err(|e| vec![e])
     }
 
-    /// Compiles the routes file the build embedded ([`EMBEDDED_ROUTES`]). The
-    /// build validated it and refused to embed an invalid one, so an isolate
-    /// only parses it into its types: validation runs once, at build time.
-    pub fn from_prepared(text: &str, secrets: Secrets<'_>) -> Result<Gateway, String> {
-        let file: RoutesFile = serde_json::from_str(text)
+    /// Starts from the prepared form the build embedded ([`EMBEDDED_ROUTES`],
+    /// see [`config::prepared`]). The build validated the file and refused to
+    /// embed an invalid one, so nothing is validated here: the top level is
+    /// parsed and compiled, the route table indexes every route by the host,
+    /// methods and path the build wrote beside it, and a route's own JSON is
+    /// parsed and compiled the first time a request matches it.
+    pub fn from_prepared(text: &'static str, secrets: Secrets<'_>) -> Result<Gateway, String> {
+        let prepared = config::prepared::read(text)?;
+        let file: RoutesFile = serde_json::from_str(prepared.head)
             .map_err(|e| format!("the embedded routes file does not parse: {e}"))?;
-        Gateway::compile(file, secrets)
+        let table = RouteTable::from_prepared(&prepared.routes);
+        let mut gw = Gateway::top_level(file, table, secrets);
+        gw.routes = prepared
+            .routes
+            .iter()
+            .map(|r| LazyRoute {
+                json: Some(r.json),
+                compiled: OnceLock::new(),
+            })
+            .collect();
+        Ok(gw)
     }
 
-    /// Compiles a validated routes file.
+    /// Compiles a validated routes file, every route at once.
     pub fn compile(file: RoutesFile, secrets: Secrets<'_>) -> Result<Gateway, String> {
         let templates = file
             .routes
             .iter()
             .map(|r| parse_path(&r.path).map_err(|e| format!("route \"{}\": path {e}", r.id)))
             .collect::<Result<Vec<_>, _>>()?;
-        let origin_names: Vec<&String> = file.origins.keys().collect();
+        let mut gw = Gateway::top_level(file, RouteTable::default(), secrets);
+        let routes = gw
+            .file
+            .routes
+            .iter()
+            .zip(&templates)
+            .map(|(r, t)| gw.compile_route(r, &t.params))
+            .collect::<Result<Vec<_>, String>>()?;
+        gw.routes = routes
+            .into_iter()
+            .map(|rt| LazyRoute {
+                json: None,
+                compiled: OnceLock::from(Ok(rt)),
+            })
+            .collect();
+        gw.table = RouteTable::from_canonical(
+            &gw.file,
+            templates.into_iter().map(|t| t.canonical).collect(),
+        );
+        Ok(gw)
+    }
+
+    /// Route `i` of the table, compiled on its first use. `Err` holds why it
+    /// could not be: never for a file the build validated, but the request it
+    /// would have answered gets a 503 rather than the isolate a panic.
+    pub fn route(&self, i: usize) -> Result<&RouteRt, &str> {
+        let Some(lazy) = self.routes.get(i) else {
+            return Err("no such route");
+        };
+        lazy.compiled
+            .get_or_init(|| {
+                let json = lazy.json.ok_or("a route without its source")?;
+                let r: config::Route = serde_json::from_str(json)
+                    .map_err(|e| format!("route {i} of the embedded file does not parse: {e}"))?;
+                let template =
+                    parse_path(&r.path).map_err(|e| format!("route \"{}\": path {e}", r.id))?;
+                self.compile_route(&r, &template.params)
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
+    /// How many routes the file has.
+    pub fn route_count(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Every route in file order, each compiled if it was not yet: for tools
+    /// and tests; a request reads only its own with [`Gateway::route`].
+    pub fn routes(&self) -> impl Iterator<Item = Result<&RouteRt, &str>> {
+        (0..self.routes.len()).map(|i| self.route(i))
+    }
+
+    /// Everything but the routes: origins, providers, plans, headers, CORS.
+    fn top_level(file: RoutesFile, table: RouteTable, secrets: Secrets<'_>) -> Gateway {
         let origins = file
             .origins
             .iter()
@@ -300,7 +386,6 @@ impl Gateway {
                 Provider::new(name, cfg, secret.as_deref().map(str::as_bytes))
             })
             .collect();
-        let provider_names: Vec<&String> = file.jwt.keys().collect();
         let consumers = (!file.plans.is_empty()).then(|| {
             let keys = file.api_keys.clone().unwrap_or_default();
             Consumers {
@@ -320,85 +405,6 @@ impl Gateway {
                     .collect(),
             }
         });
-        let mut routes = Vec::with_capacity(file.routes.len());
-        for (r, template) in file.routes.iter().zip(&templates) {
-            let origin_index = |name: &str| {
-                origin_names
-                    .iter()
-                    .position(|n| *n == name)
-                    .ok_or_else(|| format!("route \"{}\": unknown origin \"{name}\"", r.id))
-            };
-            let origin = origin_index(r.origin.first())?;
-            let split = match &r.origin {
-                config::OriginRef::One(_) => None,
-                config::OriginRef::Split(list) => {
-                    let weights = list
-                        .iter()
-                        .map(|w| Ok((origin_index(&w.origin)?, w.weight)))
-                        .collect::<Result<Vec<_>, String>>()?;
-                    Split::new(&weights).map(|s| (s, r.sticky.clone()))
-                }
-            };
-            let rewrite = r
-                .rewrite
-                .as_deref()
-                .map(|t| parse_rewrite(t, &template.params))
-                .transpose()
-                .map_err(|e| format!("route \"{}\": rewrite {e}", r.id))?;
-            // The chain, in the order the policies see a request.
-            let (mut chain, upstream) = request_policies(&file, r, &template.params)?;
-            if r.websocket {
-                chain.insert(
-                    0,
-                    Policy::WebSocket(crate::policy::websocket::WebSocketPolicy),
-                );
-            }
-            if let Some(cors) = CorsPolicy::for_route(file.cors.as_ref(), r) {
-                chain.push(Policy::Cors(cors));
-            }
-            let mut plan = None;
-            if let Some(a) = &r.auth {
-                let mut jwt = Vec::new();
-                for (name, scopes) in a.jwts() {
-                    let provider =
-                        provider_names
-                            .iter()
-                            .position(|n| *n == name)
-                            .ok_or_else(|| {
-                                format!("route \"{}\": auth: unknown jwt provider \"{name}\"", r.id)
-                            })?;
-                    jwt.push((provider, scopes.to_vec()));
-                }
-                let api_key = a.api_key().map(|k| KeyRule {
-                    plans: k.plans.clone(),
-                });
-                if api_key.is_some() && consumers.is_some() {
-                    plan = Some(Policy::Plan(PlanPolicy));
-                }
-                chain.push(Policy::Auth(RouteAuth { jwt, api_key }));
-            }
-            if let Some(rl) = &r.rate_limit {
-                chain.push(Policy::RateLimit(RouteLimit {
-                    limit: rl.clone(),
-                    counter_id: None,
-                }));
-            }
-            chain.extend(plan);
-            chain.extend(upstream);
-            if let Some(cache) = CachePolicy::for_route(r) {
-                chain.push(Policy::Cache(cache));
-            }
-            routes.push(RouteRt {
-                id: r.id.clone(),
-                path: r.path.clone(),
-                origin,
-                split,
-                rewrite,
-                timeout_ms: r.timeout_ms,
-                methods: crate::route::mask_methods(crate::route::route_method_mask(r)).collect(),
-                chain,
-            });
-        }
         let mut dropped_request_headers: Vec<String> = GATEWAY_OWNED_REQUEST
             .iter()
             .map(|h| h.to_string())
@@ -417,19 +423,94 @@ impl Gateway {
         dropped_request_headers.sort();
         dropped_request_headers.dedup();
         let cors = file.cors.as_ref().map(|c| CorsPolicy::new(c, &Method::ALL));
-        let table =
-            RouteTable::from_canonical(&file, templates.into_iter().map(|t| t.canonical).collect());
-        Ok(Gateway {
+        Gateway {
+            admin_token: secrets("GATEWAY_ADMIN_TOKEN").filter(|t| !t.is_empty()),
             file,
             table,
-            routes,
+            routes: Vec::new(),
             origins,
             dropped_request_headers,
             providers,
             consumers,
             cors,
-            admin_token: secrets("GATEWAY_ADMIN_TOKEN").filter(|t| !t.is_empty()),
             docs: None,
+        }
+    }
+
+    /// One route's policy chain and upstream settings, over the compiled top level.
+    fn compile_route(&self, r: &config::Route, params: &[String]) -> Result<RouteRt, String> {
+        let file = &self.file;
+        let origin_index = |name: &str| {
+            file.origins
+                .keys()
+                .position(|n| n == name)
+                .ok_or_else(|| format!("route \"{}\": unknown origin \"{name}\"", r.id))
+        };
+        let origin = origin_index(r.origin.first())?;
+        let split = match &r.origin {
+            config::OriginRef::One(_) => None,
+            config::OriginRef::Split(list) => {
+                let weights = list
+                    .iter()
+                    .map(|w| Ok((origin_index(&w.origin)?, w.weight)))
+                    .collect::<Result<Vec<_>, String>>()?;
+                Split::new(&weights).map(|s| (s, r.sticky.clone()))
+            }
+        };
+        let rewrite = r
+            .rewrite
+            .as_deref()
+            .map(|t| parse_rewrite(t, params))
+            .transpose()
+            .map_err(|e| format!("route \"{}\": rewrite {e}", r.id))?;
+        // The chain, in the order the policies see a request.
+        let (mut chain, upstream) = request_policies(file, r, params)?;
+        if r.websocket {
+            chain.insert(
+                0,
+                Policy::WebSocket(crate::policy::websocket::WebSocketPolicy),
+            );
+        }
+        if let Some(cors) = CorsPolicy::for_route(file.cors.as_ref(), r) {
+            chain.push(Policy::Cors(cors));
+        }
+        let mut plan = None;
+        if let Some(a) = &r.auth {
+            let mut jwt = Vec::new();
+            for (name, scopes) in a.jwts() {
+                let provider = file.jwt.keys().position(|n| n == name).ok_or_else(|| {
+                    format!("route \"{}\": auth: unknown jwt provider \"{name}\"", r.id)
+                })?;
+                jwt.push((provider, scopes.to_vec()));
+            }
+            let api_key = a.api_key().map(|k| KeyRule {
+                plans: k.plans.clone(),
+            });
+            if api_key.is_some() && self.consumers.is_some() {
+                plan = Some(Policy::Plan(PlanPolicy));
+            }
+            chain.push(Policy::Auth(RouteAuth { jwt, api_key }));
+        }
+        if let Some(rl) = &r.rate_limit {
+            chain.push(Policy::RateLimit(RouteLimit {
+                limit: rl.clone(),
+                counter_id: None,
+            }));
+        }
+        chain.extend(plan);
+        chain.extend(upstream);
+        if let Some(cache) = CachePolicy::for_route(r) {
+            chain.push(Policy::Cache(cache));
+        }
+        Ok(RouteRt {
+            id: r.id.clone(),
+            path: r.path.clone(),
+            origin,
+            split,
+            rewrite,
+            timeout_ms: r.timeout_ms,
+            methods: crate::route::mask_methods(crate::route::route_method_mask(r)).collect(),
+            chain,
         })
     }
 
@@ -451,7 +532,7 @@ impl Gateway {
         Method::ALL
             .into_iter()
             .find_map(|m| match self.table.lookup(host, path, Some(m)) {
-                Match::Found { route, .. } => Some(&self.routes[route]),
+                Match::Found { route, .. } => self.route(route).ok(),
                 _ => None,
             })
     }
@@ -464,13 +545,35 @@ mod tests {
     #[test]
     fn the_embedded_file_compiles_without_validation_as_validated() {
         let prepared = Gateway::from_prepared(EMBEDDED_ROUTES, &|_| None).unwrap();
-        let validated = Gateway::from_json(EMBEDDED_ROUTES, &|_| None).unwrap();
-        assert!(!prepared.routes.is_empty());
-        assert_eq!(
-            format!("{:?}", prepared.file),
-            format!("{:?}", validated.file)
+        let validated = Gateway::from_json(EMBEDDED_ROUTES_JSON, &|_| None).unwrap();
+        assert!(prepared.route_count() > 0);
+        assert!(prepared.file.routes.is_empty());
+        let mut top_level = validated.file.clone();
+        top_level.routes.clear();
+        assert_eq!(format!("{:?}", prepared.file), format!("{top_level:?}"));
+        assert_eq!(prepared.route_count(), validated.route_count());
+        for (a, b) in prepared.routes().zip(validated.routes()) {
+            assert_eq!(format!("{:?}", a.unwrap()), format!("{:?}", b.unwrap()));
+        }
+    }
+
+    #[test]
+    fn a_damaged_route_in_the_prepared_form_fails_alone() {
+        let text = r#"{"origins": {"o": {"regions": [{"name": "r", "url": "http://h"}]}},
+            "routes": [{"id": "a", "path": "/a", "origin": "o"},
+                       {"id": "b", "path": "/b/{id}", "origin": "o", "rewrite": "/x/{id}"}]}"#;
+        let file = config::load(text).unwrap();
+        let prepared = config::prepared::write(text, &file).unwrap();
+        // Route "b" loses its rewrite's parameter: it no longer compiles.
+        let damaged = prepared.replace(r#""/x/{id}""#, r#""/x/{ix}""#);
+        let gw = Gateway::from_prepared(Box::leak(damaged.into_boxed_str()), &|_| None).unwrap();
+        assert_eq!(gw.route(0).unwrap().id, "a");
+        assert!(
+            gw.route(1).unwrap_err().contains("rewrite"),
+            "{:?}",
+            gw.route(1)
         );
-        assert_eq!(prepared.routes.len(), validated.routes.len());
+        assert!(gw.route(2).is_err());
     }
 
     #[test]
@@ -483,13 +586,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            gw.routes[0]
+            gw.route(0)
+                .unwrap()
                 .upstream_path("/api/7/a/b", &["7", "a/b"])
                 .unwrap(),
             "/v1/a/b/of/7"
         );
         assert_eq!(
-            gw.routes[1].upstream_path("/plain/%2F", &["%2F"]).unwrap(),
+            gw.route(1)
+                .unwrap()
+                .upstream_path("/plain/%2F", &["%2F"])
+                .unwrap(),
             "/plain/%2F"
         );
         assert_eq!(gw.origins[0].regions[0].base, "http://h/base");
@@ -511,14 +618,24 @@ mod tests {
             ("%2E%2", "E"),
             (".", "."),
         ] {
-            assert_eq!(gw.routes[0].upstream_path("/", &[a, b]), None, "{a} {b}");
+            assert_eq!(
+                gw.route(0).unwrap().upstream_path("/", &[a, b]),
+                None,
+                "{a} {b}"
+            );
         }
         assert_eq!(
-            gw.routes[0].upstream_path("/", &["a.", ".b"]).unwrap(),
+            gw.route(0)
+                .unwrap()
+                .upstream_path("/", &["a.", ".b"])
+                .unwrap(),
             "/p/a..b"
         );
-        assert_eq!(gw.routes[1].upstream_path("/", &["."]), None);
-        assert_eq!(gw.routes[1].upstream_path("/", &["%2E"]), None);
-        assert_eq!(gw.routes[1].upstream_path("/", &["x"]).unwrap(), "/p/.x/x");
+        assert_eq!(gw.route(1).unwrap().upstream_path("/", &["."]), None);
+        assert_eq!(gw.route(1).unwrap().upstream_path("/", &["%2E"]), None);
+        assert_eq!(
+            gw.route(1).unwrap().upstream_path("/", &["x"]).unwrap(),
+            "/p/.x/x"
+        );
     }
 }

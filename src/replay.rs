@@ -419,7 +419,7 @@ impl Replayer {
             ports.log.borrow_mut().take().unwrap_or_default();
         let route = route_id
             .as_deref()
-            .and_then(|id| gw.routes.iter().find(|rt| rt.id == id));
+            .and_then(|id| gw.routes().flatten().find(|rt| rt.id == id));
         let rate_limit_key = ports.kv_keys.borrow().first().map(|k| {
             // Without the window index, which depends on the clock.
             match k.rfind(':') {

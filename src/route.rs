@@ -5,11 +5,13 @@
 //! that name no host. The first table whose paths match decides: a route for the
 //! method, or 405 with the methods that path allows.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use crate::config::path::parse_path;
+use crate::config::prepared::PreparedRoute;
 use crate::config::{Method, Route, RoutesFile};
 use crate::http::path::is_dot_segment;
 
@@ -186,7 +188,8 @@ const BUCKET_DEPTH: usize = 3;
 #[derive(Debug)]
 struct Entry {
     route: usize,
-    canonical: String,
+    /// Borrowed from the prepared form an isolate starts from.
+    canonical: Cow<'static, str>,
     methods: u8,
 }
 
@@ -400,10 +403,26 @@ impl RouteTable {
     pub fn from_canonical(file: &RoutesFile, canonical: Vec<String>) -> RouteTable {
         let mut table = RouteTable::default();
         for ((i, route), canonical) in file.routes.iter().enumerate().zip(canonical) {
-            table.group_of(route).entries.push(Entry {
+            table.group_of(route.host.as_deref()).entries.push(Entry {
                 route: i,
-                canonical,
+                canonical: Cow::Owned(canonical),
                 methods: route_method_mask(route),
+            });
+        }
+        table.finish();
+        table.groups_mut().for_each(Group::index);
+        table
+    }
+
+    /// [`RouteTable::build`] from the routes of a prepared form (route `i` is
+    /// `routes[i]`), whose paths the build has parsed: nothing is copied.
+    pub fn from_prepared(routes: &[PreparedRoute<'static>]) -> RouteTable {
+        let mut table = RouteTable::default();
+        for (i, r) in routes.iter().enumerate() {
+            table.group_of(r.host).entries.push(Entry {
+                route: i,
+                canonical: Cow::Borrowed(r.canonical),
+                methods: r.methods,
             });
         }
         table.finish();
@@ -440,9 +459,9 @@ impl RouteTable {
         let mut invalid = Vec::new();
         for (i, route) in routes {
             match parse_path(&route.path) {
-                Ok(t) => table.group_of(route).entries.push(Entry {
+                Ok(t) => table.group_of(route.host.as_deref()).entries.push(Entry {
                     route: i,
-                    canonical: t.canonical,
+                    canonical: Cow::Owned(t.canonical),
                     methods: route_method_mask(route),
                 }),
                 Err(error) => invalid.push(Conflict::Invalid { route: i, error }),
@@ -452,9 +471,9 @@ impl RouteTable {
         (table, invalid)
     }
 
-    /// The group of a route's host.
-    fn group_of(&mut self, route: &Route) -> &mut Group {
-        let Some(host) = route.host.as_deref() else {
+    /// The group of a route's `host`.
+    fn group_of(&mut self, host: Option<&str>) -> &mut Group {
+        let Some(host) = host else {
             return &mut self.any;
         };
         let host = host.to_ascii_lowercase();

@@ -368,7 +368,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let gw = Gateway::compile(loaded, &|_| Some("0".repeat(64))).expect("a loaded file compiles");
-    let chain = &gw.routes[0].chain;
+    let chain = &gw.route(0).expect("compiled").chain;
     let request_policy = chain.iter().find_map(|p| match p {
         Policy::RequestHeaders(h) => Some(h),
         _ => None,

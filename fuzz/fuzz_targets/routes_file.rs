@@ -2,7 +2,8 @@
 //!
 //! Checks: no panic; a file that `load` accepts also compiles (the build script
 //! only runs `load`, so a compile error would first show at run time); every
-//! compiled route is reachable through the route table with its own path.
+//! compiled route is reachable through the route table with its own path; the
+//! prepared form the build writes of it reads back to the same routes.
 #![no_main]
 
 use edge_gateway::config::{self, Method};
@@ -34,6 +35,23 @@ fn concrete(template: &str) -> String {
     out
 }
 
+/// The prepared form (`config::prepared`) of an accepted file: the top level and
+/// every route read back as written, with the table entry the route table needs.
+fn prepared_form_reads_back(text: &str, file: &config::RoutesFile) {
+    let form = config::prepared::write(text, file).expect("an accepted file is prepared");
+    let read = config::prepared::read(&form).expect("a written form reads");
+    let head: config::RoutesFile = serde_json::from_str(read.head).expect("the top level parses");
+    assert!(head.routes.is_empty());
+    assert_eq!(read.routes.len(), file.routes.len());
+    for (r, route) in read.routes.iter().zip(&file.routes) {
+        assert_eq!(r.host, route.host.as_deref());
+        assert_eq!(r.canonical, config::path::parse_path(&route.path).unwrap().canonical);
+        let back: config::Route = serde_json::from_str(r.json).expect("a route's JSON parses");
+        assert_eq!(back.id, route.id);
+        assert_eq!(back.path, route.path);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -49,13 +67,14 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let routes = file.routes.clone();
+    prepared_form_reads_back(text, &file);
     let gw = match Gateway::compile(file, &|_| Some("0".repeat(64))) {
         Ok(gw) => gw,
         Err(e) => panic!("load accepted a file that does not compile: {e}"),
     };
-    assert_eq!(gw.routes.len(), routes.len());
+    assert_eq!(gw.route_count(), routes.len());
     for (i, route) in routes.iter().enumerate() {
-        let rt = &gw.routes[i];
+        let rt = gw.route(i).expect("compiled");
         assert!(!rt.methods.is_empty(), "route {} allows no method", rt.id);
         // A route whose own path does not survive normalization can never be
         // reached (say "/a/./b"); that is a configuration smell, not a crash.
@@ -79,8 +98,8 @@ fuzz_target!(|data: &[u8]| {
             ),
             Match::MethodNotAllowed { allow } => assert!(!allow.is_empty()),
             Match::Found { route: j, params } => {
-                assert!(j < gw.routes.len());
-                if let Some(up) = gw.routes[j].upstream_path(&path, &params) {
+                assert!(j < gw.route_count());
+                if let Some(up) = gw.route(j).expect("compiled").upstream_path(&path, &params) {
                     assert!(!up.split('/').any(edge_gateway::http::path::is_dot_segment));
                 }
             }

@@ -6,6 +6,7 @@
 
 pub mod managed;
 pub mod path;
+pub mod prepared;
 pub mod schema;
 pub mod types;
 pub mod validate;

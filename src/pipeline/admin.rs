@@ -73,7 +73,7 @@ pub(super) async fn endpoint<P: Ports, H: HeaderView + ?Sized>(
                 200,
                 serde_json::json!({
                     "status": "ok",
-                    "routes": gw.routes.len(),
+                    "routes": gw.route_count(),
                     "version": crate::gateway::VERSION,
                 }),
             ))
@@ -142,7 +142,9 @@ async fn purge<P: Ports, H: HeaderView + ?Sized>(
     let path = normalize(&target_path)
         .map_err(|_| Problem::new(Kind::BadRequest, "the path to purge is not valid"))?;
     let route = match gw.table.lookup(req.host, &path, Some(Method::Get)) {
-        Match::Found { route, .. } => &gw.routes[route],
+        Match::Found { route, .. } => gw
+            .route(route)
+            .map_err(|_| Problem::new(Kind::Unavailable, "that route is not available"))?,
         _ => {
             return Err(Problem::new(
                 Kind::NotFound,

@@ -87,7 +87,16 @@ pub(super) async fn run<P: Ports, H: HeaderView + ?Sized>(
             return without_chain(call, cx, Err(problem), gw.cors.as_ref());
         }
     };
-    let route = &gw.routes[route_index];
+    let route = match gw.route(route_index) {
+        Ok(route) => route,
+        Err(error) => {
+            // Only a damaged build gets here: the build compiled nothing it did
+            // not validate. The request is answered; the reason goes to the log.
+            cx.log.error = Some(format!("config: {error}"));
+            let problem = Problem::new(Kind::Unavailable, "this route is not available");
+            return without_chain(call, cx, Err(problem), gw.cors.as_ref());
+        }
+    };
     log_route(cx, route);
     let x = Exchange {
         gw,

@@ -602,6 +602,18 @@ fn incoming<'a>(r: &'a Req, view: &'a Hdrs<'a>) -> Incoming<'a, Hdrs<'a>> {
     }
 }
 
+/// The gateway an isolate runs: validated as the build does, then started
+/// from the prepared form the build embeds, each route compiled on first use.
+fn prepared_gateway(text: &str, secrets: edge_gateway::gateway::Secrets<'_>) -> Gateway {
+    let file = edge_gateway::config::load(text).expect("the routes file is valid");
+    let form = edge_gateway::config::prepared::write(text, &file).expect("it is prepared");
+    // An isolate holds its embedded file for its lifetime; a test leaks its own.
+    let form: &'static str = Box::leak(form.into_boxed_str());
+    let gw = Gateway::from_prepared(form, secrets).expect("the prepared form starts");
+    Gateway::compile(file, secrets).expect("the routes file compiles");
+    gw
+}
+
 struct World {
     gw: Gateway,
     state: IsolateState,
@@ -632,7 +644,7 @@ fn world_with(config: Value, secrets: &[(&str, &str)]) -> World {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
-    let gw = Gateway::from_json(&config.to_string(), &lookup).expect("the routes file compiles");
+    let gw = prepared_gateway(&config.to_string(), &lookup);
     let state = IsolateState::new(&gw, "iso1".into());
     World {
         gw,

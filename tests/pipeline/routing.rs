@@ -122,12 +122,13 @@ fn unknown_gateway_endpoints_are_404_and_never_reach_upstream() {
 fn docs_pages_are_served_only_when_the_file_asks_for_them() {
     let mut file = catch_all_config();
     file["docs"] = json!(true);
-    let mut w = world(file);
     // The edge serves the pages build.rs generated; here they are generated the same way.
+    let routes = edge_gateway::config::load(&file.to_string()).unwrap();
+    let mut w = world(file);
     w.gw.docs = Some(edge_gateway::gateway::DocPages {
-        html: edge_gateway::docs::page(&w.gw.file, "API reference", "t", "/__gateway/openapi.json")
+        html: edge_gateway::docs::page(&routes, "API reference", "t", "/__gateway/openapi.json")
             .into(),
-        openapi: edge_gateway::openapi::export::document(&w.gw.file, "API reference", "t")
+        openapi: edge_gateway::openapi::export::document(&routes, "API reference", "t")
             .to_string()
             .into(),
     });
@@ -631,4 +632,42 @@ fn client_input_never_causes_a_500() {
     assert_eq!(out.status, 403);
     assert_eq!(out.h("access-control-allow-origin"), None);
     assert!(w.ports.sent().is_empty(), "{:?}", w.ports.sent_urls());
+}
+
+#[test]
+fn a_route_that_cannot_compile_answers_503_and_the_others_serve() {
+    let text = json!({
+        "origins": {"o": {"regions": [{"name": "r", "url": "http://origin.test"}]}},
+        "routes": [
+            {"id": "good", "path": "/good", "origin": "o"},
+            {"id": "bad", "path": "/bad/{id}", "origin": "o", "rewrite": "/x/{id}"}
+        ]
+    })
+    .to_string();
+    let file = edge_gateway::config::load(&text).unwrap();
+    let form = edge_gateway::config::prepared::write(&text, &file).unwrap();
+    // Only a damaged build holds a route that does not compile: its rewrite
+    // names a parameter its path no longer has.
+    let damaged = form.replace(r#""/x/{id}""#, r#""/x/{ix}""#);
+    assert_ne!(damaged, form);
+    let gw = Gateway::from_prepared(Box::leak(damaged.into_boxed_str()), &|_| None).unwrap();
+    let w = World {
+        state: IsolateState::new(&gw, "iso1".into()),
+        gw,
+        ports: Fake::new(),
+    };
+    let out = w.send(&get("/bad/7"));
+    let v = assert_problem(&out, 503, "unavailable");
+    assert_eq!(v["detail"], "this route is not available");
+    assert!(w.ports.sent().is_empty());
+    let line = w.ports.last_record();
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("rewrite")),
+        "{line}"
+    );
+    // Asked again, the same answer: the failure is kept, not retried per request.
+    assert_eq!(w.send(&get("/bad/8")).status, 503);
+    assert_eq!(w.send(&get("/good")).status, 200);
 }

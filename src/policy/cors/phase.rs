@@ -27,7 +27,7 @@ pub fn preflight<'g, R, H: HeaderView + ?Sized>(
     }
     let method = asked.as_deref().and_then(Method::parse);
     let route = match gw.table.lookup(req.host, path, method) {
-        Match::Found { route, .. } => Some(&gw.routes[route]),
+        Match::Found { route, .. } => gw.route(route).ok(),
         // Asked for a method the path does not allow: the path's policy answers,
         // and its allow-methods do not offer the method.
         _ => gw.route_for_any_method(req.host, path),
