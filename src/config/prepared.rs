@@ -114,8 +114,7 @@ pub fn read(text: &str) -> Result<Prepared<'_>, String> {
         if fields.next().is_some() {
             return Err(bad("a route has more lengths than four"));
         }
-        let host_end = host_len;
-        let path_end = host_end
+        let path_end = host_len
             .checked_add(path_len)
             .ok_or_else(|| bad("a length overflows"))?;
         let json_end = path_end
@@ -126,8 +125,8 @@ pub fn read(text: &str) -> Result<Prepared<'_>, String> {
                 .get(from..to)
                 .ok_or_else(|| bad("a length runs past the text"))
         };
-        let host = slice(0, host_end)?;
-        let canonical = slice(host_end, path_end)?;
+        let host = slice(0, host_len)?;
+        let canonical = slice(host_len, path_end)?;
         let json = slice(path_end, json_end)?;
         rest = after
             .get(json_end..)
