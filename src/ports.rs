@@ -4,6 +4,7 @@
 use crate::config::Method;
 use crate::http::headers::HeaderEdits;
 use crate::log::{Event, LogLine};
+use crate::policy::auth::SignatureCheck;
 use crate::policy::ratelimit::global::{LeaseCall, LeaseReply};
 
 /// Why an upstream attempt failed before a response arrived.
@@ -79,6 +80,10 @@ pub trait Ports {
     fn response_header(&self, response: &Self::Response, name: &str) -> Option<String>;
     /// The header names of a response, lower-cased.
     fn response_header_names(&self, response: &Self::Response) -> Vec<String>;
+    /// Checks an asymmetric token signature (`RS*`, `PS*`, `ES*`, `EdDSA`); `false`
+    /// when it does not verify or cannot be checked. The Workers edge asks WebCrypto;
+    /// a native edge calls [`SignatureCheck::verify_in_rust`].
+    async fn verify_signature(&self, check: &SignatureCheck<'_>) -> bool;
     /// Fetches a JWK Set.
     async fn fetch_jwks(&self, url: &str) -> Result<JwksDocument, String>;
     /// Reads a rate-limit counter from KV.

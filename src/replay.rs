@@ -302,6 +302,9 @@ impl Ports for ReplayPorts {
     fn response_header_names(&self, _: &u16) -> Vec<String> {
         Vec::new()
     }
+    async fn verify_signature(&self, check: &crate::policy::auth::SignatureCheck<'_>) -> bool {
+        check.verify_in_rust()
+    }
     async fn fetch_jwks(&self, _url: &str) -> Result<JwksDocument, String> {
         self.jwks_asked.set(true);
         Err("replay does not fetch keys".into())

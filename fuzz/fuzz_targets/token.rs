@@ -1,5 +1,5 @@
 //! Arbitrary `Authorization` values through what the auth phase runs (`Token::parse`,
-//! then `verify_token_seen`, twice), for providers of every key type, plus
+//! then `verify_token_seen` with the native verifier, twice), for providers of every key type, plus
 //! `parse_jwks` on arbitrary bytes.
 //!
 //! Input: byte 0 picks the mode, byte 1 the required scopes and the clock, the rest is
@@ -19,6 +19,7 @@
 //! re-checked independently); forwarded claim values hold no control character.
 #![no_main]
 
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,9 +28,10 @@ use edge_gateway::config::JwtProvider;
 use edge_gateway::http::headers::is_safe_value;
 use edge_gateway::policy::auth::seen::SeenSignatures;
 use edge_gateway::policy::auth::{
-    forwarded_headers, parse_jwks, verify_token_seen, AuthError, KeySet, Provider, Token,
-    Verified, MAX_JWKS_KEYS, MAX_TOKEN_BYTES,
+    forwarded_headers, parse_jwks, verify_token_seen, AuthError, KeySet, Provider, RustVerifier,
+    Token, Verified, MAX_JWKS_KEYS, MAX_TOKEN_BYTES,
 };
+use futures_util::FutureExt as _;
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
@@ -126,9 +128,13 @@ fn verify(
     required: &[String],
 ) -> Result<Verified, AuthError> {
     let token = Token::parse(authorization)?;
-    let mut seen = SeenSignatures::new();
-    let first = verify_token_seen(provider, 0, &token, fetched, 1, now, required, &mut seen);
-    let again = verify_token_seen(provider, 0, &token, fetched, 1, now, required, &mut seen);
+    let seen = RefCell::new(SeenSignatures::new());
+    let check = || {
+        verify_token_seen(provider, 0, &token, fetched, 1, now, required, &seen, &RustVerifier)
+            .now_or_never()
+            .expect("the Rust verifiers are ready at once")
+    };
+    let (first, again) = (check(), check());
     assert_eq!(first, again, "a remembered signature decided otherwise");
     first
 }

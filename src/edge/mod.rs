@@ -23,7 +23,7 @@ use crate::http::headers::HeaderEdits;
 use crate::http::HeaderView;
 use crate::log::{Event, LogLine};
 use crate::pipeline::{self, Body, Incoming, IsolateState, Reply};
-use crate::policy::auth::MAX_JWKS_BYTES;
+use crate::policy::auth::{SignatureCheck, MAX_JWKS_BYTES};
 use crate::policy::ratelimit::global::{LeaseCall, LeaseReply, CALL_TIMEOUT_MS};
 use crate::ports::{BodyError, FetchError, JwksDocument, Ports, UpstreamRequest};
 
@@ -417,6 +417,10 @@ impl Ports for EdgePorts {
         }
     }
 
+    async fn verify_signature(&self, check: &SignatureCheck<'_>) -> bool {
+        webcrypto::verify(check).await
+    }
+
     fn record(&self, line: &LogLine) {
         if let Ok(json) = serde_json::to_string(line) {
             console_log!("{}", json);
@@ -649,6 +653,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
 }
 
 mod limiter;
+mod webcrypto;
 
 #[cfg(test)]
 mod tests;

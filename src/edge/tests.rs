@@ -1,4 +1,4 @@
-//! Tests of the edge against the real JavaScript `Headers` and `Response`
+//! Tests of the edge against the real JavaScript `Headers`, `Response` and WebCrypto
 //! (run by `wasm-bindgen-test-runner` under Node.js: `make test-wasm`).
 
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -137,4 +137,185 @@ fn only_framing_headers_announce_a_body() {
     assert!(declares_body(&JsHeaders(&some)));
     let chunked = headers(&[("transfer-encoding", "chunked")]);
     assert!(declares_body(&JsHeaders(&chunked)));
+}
+
+// --- WebCrypto signature verification, held to the Rust verifiers --------------
+
+/// Signs `message` with a key WebCrypto generates for `alg` and returns the public
+/// JWK (as JSON) and the signature: keys and signatures from an implementation
+/// independent of both verifiers.
+async fn webcrypto_signed(alg: &str, message: &[u8]) -> (String, Vec<u8>) {
+    let script = r#"return (async () => {
+        const [gen, sign] = {
+            RS256: [{name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256"}, {name: "RSASSA-PKCS1-v1_5"}],
+            RS512: [{name: "RSASSA-PKCS1-v1_5", modulusLength: 3072, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-512"}, {name: "RSASSA-PKCS1-v1_5"}],
+            PS256: [{name: "RSA-PSS", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256"}, {name: "RSA-PSS", saltLength: 32}],
+            PS384: [{name: "RSA-PSS", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-384"}, {name: "RSA-PSS", saltLength: 48}],
+            ES256: [{name: "ECDSA", namedCurve: "P-256"}, {name: "ECDSA", hash: "SHA-256"}],
+            ES384: [{name: "ECDSA", namedCurve: "P-384"}, {name: "ECDSA", hash: "SHA-384"}],
+            EdDSA: [{name: "Ed25519"}, {name: "Ed25519"}],
+        }[alg];
+        const pair = await crypto.subtle.generateKey(gen, true, ["sign", "verify"]);
+        const jwk = await crypto.subtle.exportKey("jwk", pair.publicKey);
+        const sig = await crypto.subtle.sign(sign, pair.privateKey, message);
+        return [JSON.stringify({keys: [{kty: jwk.kty, crv: jwk.crv, n: jwk.n, e: jwk.e, x: jwk.x, y: jwk.y}]}), new Uint8Array(sig)];
+    })()"#;
+    let f = worker::js_sys::Function::new_with_args("alg, message", script);
+    let promise: worker::js_sys::Promise = f
+        .call2(
+            &worker::wasm_bindgen::JsValue::NULL,
+            &alg.into(),
+            &worker::js_sys::Uint8Array::from(message),
+        )
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    let out: worker::js_sys::Array = wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    let jwks = out.get(0).as_string().unwrap();
+    let sig = worker::js_sys::Uint8Array::new(&out.get(1)).to_vec();
+    (jwks, sig)
+}
+
+/// `r || n - s`: the other valid ECDSA signature of the same message.
+fn high_s(signature: &[u8], order: &[u8]) -> Vec<u8> {
+    let half = signature.len() / 2;
+    let (r, s) = signature.split_at(half);
+    let mut out = vec![0u8; half];
+    let mut borrow = 0i16;
+    for i in (0..half).rev() {
+        let d = i16::from(order[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        out[i] = (d + 256 * borrow) as u8;
+    }
+    [r, &out].concat()
+}
+
+const P256_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+const P384_ORDER: [u8; 48] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xc7, 0x63, 0x4d, 0x81, 0xf4, 0x37, 0x2d, 0xdf,
+    0x58, 0x1a, 0x0d, 0xb2, 0x48, 0xb0, 0xa7, 0x7a, 0xec, 0xec, 0x19, 0x6a, 0xcc, 0xc5, 0x29, 0x73,
+];
+
+/// What the Rust verifier and WebCrypto say of one signature.
+async fn verdicts(
+    key: &crate::policy::auth::Key,
+    alg: crate::config::Algorithm,
+    signing_input: &[u8],
+    signature: &[u8],
+) -> (bool, bool) {
+    let check = crate::policy::auth::SignatureCheck {
+        alg,
+        key,
+        signing_input,
+        signature,
+    };
+    (
+        check.verify_in_rust(),
+        super::webcrypto::verify(&check).await,
+    )
+}
+
+/// For every asymmetric algorithm: the genuine signature verifies through WebCrypto
+/// and through the Rust verifier, and every altered one (a flipped bit in the
+/// signature or the input, a truncated or empty signature, another algorithm of the
+/// same key) fails through both: the two never disagree.
+#[wasm_bindgen_test]
+async fn webcrypto_and_the_rust_verifiers_agree_on_every_algorithm() {
+    use crate::config::Algorithm as A;
+    use crate::policy::auth::parse_jwks;
+
+    let input = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9";
+    let cases = [
+        ("RS256", A::RS256, Some(A::PS256)),
+        ("RS512", A::RS512, Some(A::RS256)),
+        ("PS256", A::PS256, Some(A::RS256)),
+        ("PS384", A::PS384, Some(A::PS256)),
+        ("ES256", A::ES256, None),
+        ("ES384", A::ES384, None),
+        ("EdDSA", A::EdDSA, None),
+    ];
+    for (name, alg, other) in cases {
+        let (jwks, signature) = webcrypto_signed(name, input).await;
+        let set = parse_jwks(jwks.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let key = &set.keys()[0];
+        let verdicts = |alg, signing_input, signature| verdicts(key, alg, signing_input, signature);
+        assert_eq!(
+            verdicts(alg, input, &signature).await,
+            (true, true),
+            "{name}: genuine"
+        );
+        // A second time, from the imported key the isolate keeps.
+        assert_eq!(
+            verdicts(alg, input, &signature).await,
+            (true, true),
+            "{name}: again"
+        );
+
+        let mut flipped = signature.clone();
+        flipped[signature.len() / 2] ^= 1;
+        let mut other_input = input.to_vec();
+        other_input[3] ^= 1;
+        let altered: [(&str, &[u8], &[u8]); 4] = [
+            ("flipped signature bit", input, &flipped),
+            ("flipped input bit", &other_input, &signature),
+            (
+                "truncated signature",
+                input,
+                &signature[..signature.len() - 1],
+            ),
+            ("empty signature", input, &[]),
+        ];
+        for (what, signing_input, sig) in altered {
+            assert_eq!(
+                verdicts(alg, signing_input, sig).await,
+                (false, false),
+                "{name}: {what}"
+            );
+        }
+        if let Some(other) = other {
+            assert_eq!(
+                verdicts(other, input, &signature).await,
+                (false, false),
+                "{name} as {other:?}"
+            );
+        }
+        let order: Option<&[u8]> = match alg {
+            A::ES256 => Some(&P256_ORDER),
+            A::ES384 => Some(&P384_ORDER),
+            _ => None,
+        };
+        if let Some(order) = order {
+            let (rust, webcrypto) = verdicts(alg, input, &high_s(&signature, order)).await;
+            assert_eq!(rust, webcrypto, "{name}: the high-S twin of the signature");
+        }
+    }
+}
+
+/// A key of one type offered for another type's algorithm is refused by the edge
+/// itself, before any import.
+#[wasm_bindgen_test]
+async fn webcrypto_refuses_a_key_of_the_wrong_type() {
+    use crate::config::Algorithm as A;
+    use crate::policy::auth::{parse_jwks, SignatureCheck};
+
+    let input = b"a.b";
+    let (jwks, signature) = webcrypto_signed("ES256", input).await;
+    let set = parse_jwks(jwks.as_bytes()).unwrap();
+    for alg in [A::ES384, A::EdDSA, A::RS256, A::PS256] {
+        let check = SignatureCheck {
+            alg,
+            key: &set.keys()[0],
+            signing_input: input,
+            signature: &signature,
+        };
+        assert!(!super::webcrypto::verify(&check).await, "{alg:?}");
+    }
 }

@@ -384,6 +384,12 @@ impl Ports for Fake {
             .collect()
     }
 
+    async fn verify_signature(
+        &self,
+        check: &edge_gateway::policy::auth::SignatureCheck<'_>,
+    ) -> bool {
+        check.verify_in_rust()
+    }
     async fn fetch_jwks(&self, url: &str) -> Result<JwksDocument, String> {
         self.jwks_fetches.set(self.jwks_fetches.get() + 1);
         self.jwks_urls.borrow_mut().push(url.to_string());

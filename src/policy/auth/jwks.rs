@@ -22,6 +22,8 @@
 //! retries at most every [`RETRY_AFTER_FAILURE_MS`]. A `kid` missing from fresh keys (key
 //! rotation) triggers a refetch at most every [`UNKNOWN_KID_REFETCH_MS`].
 
+use std::rc::Rc;
+
 use super::KeySet;
 
 /// Lifetime of fetched keys when the response has no `max-age`, in seconds.
@@ -57,7 +59,8 @@ pub enum Plan {
 /// The cached key set of one provider and the times that drive refetching.
 #[derive(Debug, Default)]
 pub struct JwksCache {
-    keys: Option<KeySet>,
+    /// Shared so that a request can verify with them while another replaces them.
+    keys: Option<Rc<KeySet>>,
     expires_at_ms: u64,
     last_attempt_ms: Option<u64>,
     last_failure: Option<(u64, String)>,
@@ -129,7 +132,7 @@ impl JwksCache {
         }
         match result {
             Ok(keys) => {
-                self.keys = Some(keys);
+                self.keys = Some(Rc::new(keys));
                 self.generation += 1;
                 self.expires_at_ms = now_ms.saturating_add(lifetime_s(max_age_s) * 1000);
                 self.last_failure = None;
@@ -145,7 +148,13 @@ impl JwksCache {
 
     /// The last good keys, possibly expired; `None` before the first successful fetch.
     pub fn keys(&self) -> Option<&KeySet> {
-        self.keys.as_ref()
+        self.keys.as_deref()
+    }
+
+    /// [`JwksCache::keys`], to hold while the cache is not borrowed (a signature
+    /// check waits on the runtime).
+    pub fn shared_keys(&self) -> Option<Rc<KeySet>> {
+        self.keys.clone()
     }
 
     /// When the keys expire, in the caller's milliseconds; `None` without keys.

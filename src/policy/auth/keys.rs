@@ -2,12 +2,15 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::alphabet::URL_SAFE;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
+#[cfg(any(not(target_arch = "wasm32"), test))]
+use jwt_compact::alg::Rsa;
 use jwt_compact::alg::{
-    Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, RsaPublicKey,
+    Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, RsaPublicKey,
 };
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as JwsAlgorithm, AlgorithmSignature};
@@ -83,7 +86,10 @@ impl AlgSet {
     }
 }
 
-/// Imported public key material.
+/// Imported public key material. On wasm the runtime verifies signatures (WebCrypto,
+/// through [`crate::ports::Ports::verify_signature`]), so only the import reads it there:
+/// building it checks the key (a point on its curve, a usable modulus) on every target.
+#[cfg_attr(all(target_arch = "wasm32", not(test)), allow(dead_code))]
 enum Material {
     Rsa(RsaPublicKey),
     P256(P256Key),
@@ -91,12 +97,41 @@ enum Material {
     Ed25519(Ed25519Key),
 }
 
+/// Numbers the keys of this isolate (or process): a runtime that keeps its own form
+/// of a key (a WebCrypto `CryptoKey`) files it under [`Key::id`].
+static NEXT_KEY_ID: AtomicU64 = AtomicU64::new(1);
+
 /// One public key, ready to verify signatures.
-pub(crate) struct Key {
+pub struct Key {
+    id: u64,
     kid: Option<String>,
     /// Algorithms this key verifies: its type's, narrowed by the JWK's own `alg`.
     algs: AlgSet,
     material: Material,
+    public: PublicBytes,
+}
+
+/// The public key as bytes, in the forms a runtime imports: the RSA modulus and
+/// exponent (big-endian, no leading zeros), the uncompressed SEC1 point of an EC key,
+/// the 32 bytes of an Ed25519 key.
+enum PublicBytes {
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    P256(Vec<u8>),
+    P384(Vec<u8>),
+    Ed25519(Vec<u8>),
+}
+
+/// A public key as a runtime imports it (see [`Key::public`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicKey<'a> {
+    /// RSA: modulus and public exponent, big-endian without leading zeros.
+    Rsa { n: &'a [u8], e: &'a [u8] },
+    /// EC P-256: the uncompressed SEC1 point `04 || x || y` (65 bytes).
+    P256 { point: &'a [u8] },
+    /// EC P-384: the uncompressed SEC1 point `04 || x || y` (97 bytes).
+    P384 { point: &'a [u8] },
+    /// Ed25519: the 32-byte public key.
+    Ed25519 { x: &'a [u8] },
 }
 
 impl fmt::Debug for Key {
@@ -134,21 +169,26 @@ impl Key {
                 return Err(format!("key use {use_:?} is not \"sig\""));
             }
         }
-        let (material, type_algs) = match jwk.kty.as_str() {
-            "RSA" => (Material::Rsa(rsa_key(jwk)?), AlgSet::RSA),
+        let (material, public, type_algs) = match jwk.kty.as_str() {
+            "RSA" => {
+                let (key, n, e) = rsa_key(jwk)?;
+                (Material::Rsa(key), PublicBytes::Rsa { n, e }, AlgSet::RSA)
+            }
             "EC" => match jwk.crv.as_deref() {
                 Some("P-256") => {
                     let point = ec_point(jwk, 32)?;
                     let key =
                         <P256Key as jwt_compact::alg::VerifyingKey<Es256>>::from_slice(&point)
                             .map_err(|_| "not a valid P-256 point".to_string())?;
-                    (Material::P256(key), AlgSet::of(Algorithm::ES256))
+                    let public = PublicBytes::P256(point);
+                    (Material::P256(key), public, AlgSet::of(Algorithm::ES256))
                 }
                 Some("P-384") => {
                     let point = ec_point(jwk, 48)?;
                     let key = P384Key::from_sec1_bytes(&point)
                         .map_err(|_| "not a valid P-384 point".to_string())?;
-                    (Material::P384(key), AlgSet::of(Algorithm::ES384))
+                    let public = PublicBytes::P384(point);
+                    (Material::P384(key), public, AlgSet::of(Algorithm::ES384))
                 }
                 other => return Err(format!("unsupported EC curve {other:?}")),
             },
@@ -161,7 +201,8 @@ impl Key {
                     let key =
                         <Ed25519Key as jwt_compact::alg::VerifyingKey<Ed25519>>::from_slice(&x)
                             .map_err(|_| "not a valid Ed25519 key".to_string())?;
-                    (Material::Ed25519(key), AlgSet::of(Algorithm::EdDSA))
+                    let public = PublicBytes::Ed25519(x);
+                    (Material::Ed25519(key), public, AlgSet::of(Algorithm::EdDSA))
                 }
                 other => return Err(format!("unsupported OKP curve {other:?}")),
             },
@@ -176,14 +217,33 @@ impl Key {
             },
         };
         Ok(Key {
+            id: NEXT_KEY_ID.fetch_add(1, Ordering::Relaxed),
             kid: jwk.kid.clone(),
             algs,
             material,
+            public,
         })
     }
 
-    pub(crate) fn kid(&self) -> Option<&str> {
+    /// The key's `kid`, if it has one.
+    pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
+    }
+
+    /// A number no other key imported by this process has: a key fetched again
+    /// (a JWKS refresh) is a new key with a new id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The public key, for a runtime to import.
+    pub fn public(&self) -> PublicKey<'_> {
+        match &self.public {
+            PublicBytes::Rsa { n, e } => PublicKey::Rsa { n, e },
+            PublicBytes::P256(point) => PublicKey::P256 { point },
+            PublicBytes::P384(point) => PublicKey::P384 { point },
+            PublicBytes::Ed25519(x) => PublicKey::Ed25519 { x },
+        }
     }
 
     /// Whether this key may verify `alg`: the key type fits and the JWK's `alg`, if any, agrees.
@@ -191,8 +251,10 @@ impl Key {
         self.algs.contains(alg)
     }
 
-    /// Checks `signature` over `signing_input` with `alg`; `false` for any mismatch or malformed
-    /// signature, never a panic.
+    /// Checks `signature` over `signing_input` with `alg` in Rust; `false` for any mismatch
+    /// or malformed signature, never a panic. Native only: in the Worker the runtime
+    /// verifies, and the wasm tests use this as the oracle it is checked against.
+    #[cfg(any(not(target_arch = "wasm32"), test))]
     pub(crate) fn verify(&self, alg: Algorithm, signing_input: &[u8], signature: &[u8]) -> bool {
         if !self.accepts(alg) {
             return false;
@@ -253,7 +315,8 @@ fn ec_point(jwk: &Jwk, coordinate_len: usize) -> Result<Vec<u8>, String> {
     Ok(point)
 }
 
-fn rsa_key(jwk: &Jwk) -> Result<RsaPublicKey, String> {
+/// The RSA key of a JWK, with its modulus and exponent as stripped bytes.
+fn rsa_key(jwk: &Jwk) -> Result<(RsaPublicKey, Vec<u8>, Vec<u8>), String> {
     let n = member(jwk.n.as_deref(), "n")?;
     let e = member(jwk.e.as_deref(), "e")?;
     let n = strip_leading_zeros(&n);
@@ -266,12 +329,14 @@ fn rsa_key(jwk: &Jwk) -> Result<RsaPublicKey, String> {
             "RSA modulus has {bits} bits; {MIN_RSA_BITS} to {MAX_RSA_BITS} required"
         ));
     }
+    let e = strip_leading_zeros(&e);
     let jwk = JsonWebKey::Rsa {
         modulus: Cow::Borrowed(n),
-        public_exponent: Cow::Borrowed(strip_leading_zeros(&e)),
+        public_exponent: Cow::Borrowed(e),
         private_parts: None,
     };
-    RsaPublicKey::try_from(&jwk).map_err(|_| "not a valid RSA public key".to_string())
+    let key = RsaPublicKey::try_from(&jwk).map_err(|_| "not a valid RSA public key".to_string())?;
+    Ok((key, n.to_vec(), e.to_vec()))
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {

@@ -50,10 +50,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::cell::RefCell;
 
 pub use es384::{Es384, ES384_SIGNATURE_LEN};
 pub use jwks::{max_age, JwksCache, Plan};
-pub use keys::{parse_jwks, KeySet, MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_RSA_BITS, MIN_RSA_BITS};
+pub use keys::{
+    parse_jwks, Key, KeySet, PublicKey, MAX_JWKS_BYTES, MAX_JWKS_KEYS, MAX_RSA_BITS, MIN_RSA_BITS,
+};
 
 use crate::config::validate::is_token;
 use crate::config::{Algorithm, JwtProvider, TokenType};
@@ -292,9 +295,53 @@ impl Provider {
         self.forward.iter().map(|(_, header)| header.as_str())
     }
 
-    /// Verifies the token's signature with the secret, the inline keys or `fetched`.
-    fn check_signature(
+    /// The keys to try for a token with an asymmetric `alg`, in order: those of the inline
+    /// set, then of `fetched`, that accept `alg` and have the token's `kid` (any key
+    /// without one), at most [`MAX_KEY_ATTEMPTS`]. None is an error: the keys are
+    /// unavailable, no key has the `kid`, or none fits the algorithm.
+    fn signature_keys<'k>(
+        &'k self,
+        token: &Token<'_>,
+        fetched: Option<&'k KeySet>,
+    ) -> Result<[Option<&'k Key>; MAX_KEY_ATTEMPTS], AuthError> {
+        let fetched = fetched.filter(|_| self.jwks);
+        let keys = [self.inline.as_ref(), fetched]
+            .into_iter()
+            .flatten()
+            .flat_map(KeySet::keys);
+        let (mut chosen, mut tried, mut kid_known) = ([None; MAX_KEY_ATTEMPTS], 0, false);
+        for key in keys {
+            if let Some(kid) = token.kid() {
+                if key.kid() != Some(kid) {
+                    continue;
+                }
+                kid_known = true;
+            }
+            if !key.accepts(token.alg) {
+                continue;
+            }
+            chosen[tried] = Some(key);
+            tried += 1;
+            if tried == MAX_KEY_ATTEMPTS {
+                break;
+            }
+        }
+        if tried > 0 {
+            Ok(chosen)
+        } else if self.jwks && fetched.is_none() {
+            Err(AuthError::KeysUnavailable)
+        } else if token.kid().is_some() && !kid_known {
+            Err(AuthError::UnknownKid)
+        } else {
+            Err(AuthError::Invalid(NO_KEY))
+        }
+    }
+
+    /// Verifies the token's signature: `HS*` with the secret, here; any other
+    /// algorithm with the inline keys or `fetched`, through `verifier`.
+    async fn check_signature<V: SignatureVerifier + ?Sized>(
         &self,
+        verifier: &V,
         token: &Token<'_>,
         fetched: Option<&KeySet>,
     ) -> Result<(), AuthError> {
@@ -305,39 +352,61 @@ impl Provider {
                 _ => Err(AuthError::Invalid(BAD_SIGNATURE)),
             };
         }
-        let fetched = fetched.filter(|_| self.jwks);
-        let keys = [self.inline.as_ref(), fetched]
-            .into_iter()
-            .flatten()
-            .flat_map(KeySet::keys);
-        let (mut tried, mut kid_known) = (0, false);
-        for key in keys {
-            if let Some(kid) = token.kid() {
-                if key.kid() != Some(kid) {
-                    continue;
-                }
-                kid_known = true;
-            }
-            if !key.accepts(alg) {
-                continue;
-            }
-            if tried == MAX_KEY_ATTEMPTS {
-                break;
-            }
-            tried += 1;
-            if key.verify(alg, input, signature) {
+        for key in self.signature_keys(token, fetched)?.into_iter().flatten() {
+            let check = SignatureCheck {
+                alg,
+                key,
+                signing_input: input,
+                signature,
+            };
+            if verifier.verify_signature(&check).await {
                 return Ok(());
             }
         }
-        Err(if tried > 0 {
-            AuthError::Invalid(BAD_SIGNATURE)
-        } else if self.jwks && fetched.is_none() {
-            AuthError::KeysUnavailable
-        } else if token.kid().is_some() && !kid_known {
-            AuthError::UnknownKid
-        } else {
-            AuthError::Invalid(NO_KEY)
-        })
+        Err(AuthError::Invalid(BAD_SIGNATURE))
+    }
+}
+
+/// One asymmetric signature to check (`RS*`, `PS*`, `ES256`, `ES384`, `EdDSA`): the key
+/// is one that [`Key::accepts`]-style rules picked for the token's algorithm, so the
+/// pair always fits.
+#[derive(Debug, Clone, Copy)]
+pub struct SignatureCheck<'a> {
+    pub alg: Algorithm,
+    pub key: &'a Key,
+    /// `header.payload` of the token, the signed bytes.
+    pub signing_input: &'a [u8],
+    /// The decoded signature (for ECDSA, `r || s` as JWS and WebCrypto both have it).
+    pub signature: &'a [u8],
+}
+
+impl SignatureCheck<'_> {
+    /// Checks the signature with the Rust verifiers (`jwt-compact`, `p384`). The
+    /// native verifier; in wasm only for the tests that hold WebCrypto to it.
+    #[cfg(any(not(target_arch = "wasm32"), test))]
+    pub fn verify_in_rust(&self) -> bool {
+        self.key
+            .verify(self.alg, self.signing_input, self.signature)
+    }
+}
+
+/// Who checks asymmetric signatures: on the Worker, the runtime's WebCrypto (native
+/// code, a fraction of the Rust verifiers' cost in wasm); natively, the Rust verifiers.
+/// `false` for a signature that does not verify or cannot be checked.
+#[allow(async_fn_in_trait)]
+pub trait SignatureVerifier {
+    async fn verify_signature(&self, check: &SignatureCheck<'_>) -> bool;
+}
+
+/// The Rust verifiers, as a [`SignatureVerifier`]: their futures are ready at once.
+#[cfg(any(not(target_arch = "wasm32"), test))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RustVerifier;
+
+#[cfg(any(not(target_arch = "wasm32"), test))]
+impl SignatureVerifier for RustVerifier {
+    async fn verify_signature(&self, check: &SignatureCheck<'_>) -> bool {
+        check.verify_in_rust()
     }
 }
 
@@ -486,7 +555,8 @@ pub struct Verified {
     forwarded: Vec<Option<String>>,
 }
 
-/// Parses and verifies the bearer token in `authorization` (see [`verify_token`]).
+/// Parses and verifies the bearer token in `authorization` with the Rust verifiers
+/// (see [`verify_token`]).
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub(crate) fn verify(
     provider: &Provider,
@@ -495,38 +565,42 @@ pub(crate) fn verify(
     now_s: u64,
     scopes: &[String],
 ) -> Result<Verified, AuthError> {
+    use futures_util::FutureExt as _;
     let token = Token::parse(authorization)?;
-    verify_token(provider, &token, fetched, now_s, scopes)
+    verify_token(provider, &token, fetched, now_s, scopes, &RustVerifier)
+        .now_or_never()
+        .expect("the Rust verifiers are ready at once")
 }
 
 /// Verifies a parsed token for `provider` at `now_s` (unix seconds) and checks that it grants
-/// every scope of `scopes`.
+/// every scope of `scopes`; `verifier` checks asymmetric signatures.
 ///
 /// `fetched` is the provider's cached JWKS, used only when it has a `jwks_url`; pass `None`
 /// when no keys could be obtained: a token that needs them then fails with
 /// [`AuthError::KeysUnavailable`]. The checks, in order: algorithm allowed, signature, `exp`
 /// (required) and `nbf` with leeway, the header `typ` (when required), `iss`, `aud`, scopes.
-pub fn verify_token(
+pub async fn verify_token<V: SignatureVerifier + ?Sized>(
     provider: &Provider,
     token: &Token<'_>,
     fetched: Option<&KeySet>,
     now_s: u64,
     scopes: &[String],
+    verifier: &V,
 ) -> Result<Verified, AuthError> {
     if !provider.algorithms.contains(token.alg) {
         return Err(AuthError::Invalid(DISALLOWED_ALG));
     }
-    provider.check_signature(token, fetched)?;
+    provider.check_signature(verifier, token, fetched).await?;
     check_claims(provider, token, now_s, scopes)
 }
 
 /// [`verify_token`], skipping the signature check for a token whose signature was
 /// already verified for this provider (`provider_index`) with the key set of this
 /// `generation` (see [`seen`]); the claims are checked every time. A signature that
-/// verifies is remembered in `seen`. HMAC signatures are always checked: that costs
-/// less than looking one up.
+/// verifies is remembered in `seen`, which is not borrowed while `verifier` works.
+/// HMAC signatures are always checked: that costs less than looking one up.
 #[allow(clippy::too_many_arguments)]
-pub fn verify_token_seen(
+pub async fn verify_token_seen<V: SignatureVerifier + ?Sized>(
     provider: &Provider,
     provider_index: usize,
     token: &Token<'_>,
@@ -534,16 +608,18 @@ pub fn verify_token_seen(
     generation: u64,
     now_s: u64,
     scopes: &[String],
-    seen: &mut SeenSignatures,
+    seen: &RefCell<SeenSignatures>,
+    verifier: &V,
 ) -> Result<Verified, AuthError> {
     // verify_token refuses a disallowed algorithm before anything else.
     if token.alg.is_hmac() || !provider.algorithms.contains(token.alg) {
-        return verify_token(provider, token, fetched, now_s, scopes);
+        return verify_token(provider, token, fetched, now_s, scopes, verifier).await;
     }
     let id = SeenSignatures::id(provider_index, token);
-    if !seen.contains(&id, generation) {
-        provider.check_signature(token, fetched)?;
-        seen.insert(id, generation);
+    let known = seen.borrow().contains(&id, generation);
+    if !known {
+        provider.check_signature(verifier, token, fetched).await?;
+        seen.borrow_mut().insert(id, generation);
     }
     check_claims(provider, token, now_s, scopes)
 }

@@ -2,7 +2,10 @@
 //! the provider's `forward_claims` set on the upstream request.
 
 use super::jwks::Plan;
-use super::{forwarded_headers, parse_jwks, verify_token_seen, AuthError, Token, Verified};
+use super::{
+    forwarded_headers, parse_jwks, verify_token_seen, AuthError, SignatureCheck, SignatureVerifier,
+    Token, Verified,
+};
 use crate::http::headers::HeaderEdits;
 use crate::http::problem::{Kind, Problem};
 use crate::http::HeaderView;
@@ -213,18 +216,31 @@ async fn authenticate<P: Ports, H: HeaderView + ?Sized>(
             }
         }
     }
-    let result = {
+    // The keys are held, not the cache: another request may refresh it meanwhile.
+    let (keys, generation) = {
         let cached = cache.borrow();
-        verify_token_seen(
-            provider,
-            provider_index,
-            &token,
-            cached.keys(),
-            cached.generation(),
-            now_s,
-            scopes,
-            &mut state.seen.borrow_mut(),
-        )
+        (cached.shared_keys(), cached.generation())
     };
-    result.map_err(|e| fail(e, ctx))
+    verify_token_seen(
+        provider,
+        provider_index,
+        &token,
+        keys.as_deref(),
+        generation,
+        now_s,
+        scopes,
+        &state.seen,
+        &ViaPorts(ports),
+    )
+    .await
+    .map_err(|e| fail(e, ctx))
+}
+
+/// The runtime's signature check ([`Ports::verify_signature`]) as the verifier.
+struct ViaPorts<'p, P>(&'p P);
+
+impl<P: Ports> SignatureVerifier for ViaPorts<'_, P> {
+    async fn verify_signature(&self, check: &SignatureCheck<'_>) -> bool {
+        self.0.verify_signature(check).await
+    }
 }

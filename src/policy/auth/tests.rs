@@ -1202,6 +1202,37 @@ fn mutated_tokens_never_panic_nor_pass() {
 // ---------------------------------------------------------------------------
 // Remembered signatures
 
+/// [`verify_token_seen`] with the Rust verifiers, whose futures are ready at once.
+#[allow(clippy::too_many_arguments)]
+fn seen_verify(
+    provider: &Provider,
+    index: usize,
+    token: &Token<'_>,
+    fetched: Option<&KeySet>,
+    generation: u64,
+    now_s: u64,
+    scopes: &[String],
+    seen: &mut SeenSignatures,
+) -> Result<Verified, AuthError> {
+    use futures_util::FutureExt as _;
+    let cell = std::cell::RefCell::new(std::mem::take(seen));
+    let result = verify_token_seen(
+        provider,
+        index,
+        token,
+        fetched,
+        generation,
+        now_s,
+        scopes,
+        &cell,
+        &RustVerifier,
+    )
+    .now_or_never()
+    .expect("the Rust verifiers are ready at once");
+    *seen = cell.into_inner();
+    result
+}
+
 fn seen_check(
     provider: &Provider,
     index: usize,
@@ -1213,7 +1244,7 @@ fn seen_check(
 ) -> Result<Verified, AuthError> {
     let header = bearer(token);
     let parsed = Token::parse(Some(&header))?;
-    verify_token_seen(
+    seen_verify(
         provider,
         index,
         &parsed,
@@ -1244,7 +1275,7 @@ fn a_verified_signature_is_remembered_and_the_claims_still_checked() {
     // Scopes too.
     let header = bearer(&token);
     let parsed = Token::parse(Some(&header)).unwrap();
-    let scoped = verify_token_seen(
+    let scoped = seen_verify(
         &p,
         0,
         &parsed,
@@ -1383,10 +1414,10 @@ fn a_required_access_token_type_refuses_other_types() {
     let (access, id_token) = (bearer(&access), bearer(&id_token));
     for _ in 0..2 {
         let t = Token::parse(Some(&access)).unwrap();
-        assert!(verify_token_seen(&keys, 0, &t, None, 0, NOW, &[], &mut seen).is_ok());
+        assert!(seen_verify(&keys, 0, &t, None, 0, NOW, &[], &mut seen).is_ok());
         let t = Token::parse(Some(&id_token)).unwrap();
         assert_eq!(
-            verify_token_seen(&keys, 0, &t, None, 0, NOW, &[], &mut seen),
+            seen_verify(&keys, 0, &t, None, 0, NOW, &[], &mut seen),
             Err(AuthError::Invalid(WRONG_TYPE))
         );
     }
