@@ -11,7 +11,8 @@
 //   1. direct to the origin;
 //   2. JavaScript floors: a pass-through Worker, the same + a log line, floor (a)
 //      (+ a request id both ways, `new Response(r.body, r)`) and floor (b)
-//      ((a) + the gateway's log line), which any implementation of the contract pays;
+//      ((a) + the gateway's log line), which any implementation of the contract pays,
+//      and the cache floor (`caches.default.match` and nothing else);
 //   3. Hono peers: JWT HS256 + KV rate limit + proxy, the same without the limit,
 //      and the stronger peer with an in-isolate limiter;
 //   4. this gateway: routing only, each JWT algorithm (same token, new tokens),
@@ -1201,6 +1202,13 @@ async function main() {
       vars: { ORIGIN_URL: originUrl },
       probe: { path: '/bench/route/1' },
     },
+    'cache-match': {
+      label: 'cache-match Worker',
+      main: path.join(BENCH, 'workers/cache-match.js'),
+      configFile: await toml('cache-match', ['name = "bench-cache-match"', `main = ${JSON.stringify(path.join(BENCH, 'workers/cache-match.js'))}`]),
+      vars: { ORIGIN_URL: originUrl },
+      probe: { path: '/bench/route/1' },
+    },
     'hono-isolate': {
       label: 'Hono gateway, in-isolate limiter',
       main: path.join(BENCH, 'workers/hono-isolate.js'),
@@ -1229,6 +1237,22 @@ async function main() {
     { worker: 'passthrough-log', contestants: [{ id: 'passthrough-log', group: '2b', label: 'pass-through + 1 log line', what: 'the pass-through plus one `console.log` of a JSON line like the gateway\'s (bench/workers/passthrough-log.js): what logging costs alone.', path: '/bench/route/42' }] },
     { worker: 'floor-a', contestants: [{ id: 'floor-a', group: '2c', label: 'floor (a): + request id both ways', what: 'the pass-through plus what the contract makes every request cost (bench/workers/floor-a.js): `new Request(url, request)` with `x-request-id` set on it, and `new Response(r.body, r)` with `x-request-id` set on it.', path: '/bench/route/42' }] },
     { worker: 'floor-b', contestants: [{ id: 'floor-b', group: '2d', label: 'floor (b): (a) + the log line', what: 'floor (a) plus one JSON `console.log` line with the fields and size of the gateway\'s full-chain log line (bench/workers/floor-b.js): the floor any implementation of the contract pays; every ratio "× floor b" is to this contestant.', path: '/bench/route/42' }] },
+    {
+      worker: 'cache-match',
+      contestants: [{
+        id: 'js-cache-hit', group: '2e', label: 'cache floor: `caches.default.match` hit',
+        what: 'a JavaScript Worker that answers from `caches.default.match` of the same URL every time, with one header set on the hit (bench/workers/cache-match.js): the cache\'s own cost under the load of contestant 4f, whose tail it separates from the gateway\'s.',
+        path: '/bench/cache/42',
+        prepare: async (url, h) => {
+          for (let i = 0; i < 50; i++) {
+            const res = await expectStatus(url, h, 200, 'cache floor');
+            if (res.headers.get('x-cache') === 'HIT') return;
+            await sleep(100);
+          }
+          throw new Error('the cache floor never answered x-cache: HIT');
+        },
+      }],
+    },
     {
       worker: 'hono',
       contestants: [{
