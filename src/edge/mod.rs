@@ -9,8 +9,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
+use wasm_bindgen::prelude::wasm_bindgen;
 use worker::kv::KvStore;
-use worker::wasm_bindgen::JsCast;
+use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::{
     console_error, console_log, event, web_sys, AnalyticsEngineDataPointBuilder,
@@ -47,13 +48,47 @@ thread_local! {
     static ISOLATE: OnceCell<Rc<Isolate>> = const { OnceCell::new() };
 }
 
-fn random_bytes() -> [u8; 16] {
-    let mut bytes = [0u8; 16];
-    if getrandom02::getrandom(&mut bytes).is_err() {
-        let t = worker::js_sys::Math::random().to_bits().to_le_bytes();
-        bytes[..8].copy_from_slice(&t);
+/// The isolate's randomness (request and trace ids, jitter, splits, API keys):
+/// SHA-256 of a 256-bit seed and a counter, a hash DRBG whose seed is drawn from
+/// `crypto.getRandomValues` once per isolate, so that a request draws none from
+/// JavaScript. Without the seed, which never leaves wasm memory, its output
+/// cannot be predicted.
+struct Drbg {
+    seed: [u8; 32],
+    counter: u64,
+}
+
+thread_local! {
+    static DRBG: std::cell::RefCell<Option<Drbg>> = const { std::cell::RefCell::new(None) };
+}
+
+fn seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    if getrandom02::getrandom(&mut seed).is_err() {
+        for chunk in seed.chunks_mut(8) {
+            chunk.copy_from_slice(&worker::js_sys::Math::random().to_bits().to_le_bytes());
+        }
     }
-    bytes
+    seed
+}
+
+fn random_bytes() -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    DRBG.with(|drbg| {
+        let mut drbg = drbg.borrow_mut();
+        let drbg = drbg.get_or_insert_with(|| Drbg {
+            seed: seed(),
+            counter: 0,
+        });
+        drbg.counter += 1;
+        let digest = Sha256::new()
+            .chain_update(drbg.seed)
+            .chain_update(drbg.counter.to_le_bytes())
+            .finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        out
+    })
 }
 
 /// The isolate's gateway, compiled from the embedded routes on first use.
@@ -94,41 +129,226 @@ fn isolate(env: &Env) -> Rc<Isolate> {
     })
 }
 
-struct JsHeaders<'a>(&'a web_sys::Headers);
+#[wasm_bindgen(module = "/src/edge/glue.js")]
+extern "C" {
+    /// Every header as `name:value` lines (glue.js; the edge reads them with the
+    /// request, through `requestLines`).
+    #[cfg(test)]
+    #[wasm_bindgen(js_name = headerLines)]
+    fn header_lines(headers: &web_sys::Headers) -> String;
+    /// Method, URL, body stream, `cf` geo and header lines of a request (glue.js).
+    #[wasm_bindgen(js_name = requestLines)]
+    fn request_lines(request: &web_sys::Request) -> String;
+    /// The names of a `Headers`, joined by "\n" (glue.js).
+    #[wasm_bindgen(js_name = headerNames)]
+    fn header_names_joined(headers: &web_sys::Headers) -> String;
+    /// A copy of `source` (or a new `Headers`) with the edits applied (glue.js).
+    #[wasm_bindgen(js_name = editedHeaders)]
+    fn edited_headers(
+        source: Option<&web_sys::Headers>,
+        remove: &str,
+        set: &str,
+        append: &str,
+    ) -> web_sys::Headers;
+    /// Builds and starts the upstream request with the incoming request's headers
+    /// edited; rejects with "timeout" (glue.js).
+    #[wasm_bindgen(catch, js_name = forward)]
+    fn forward_js(
+        fetcher: Option<&worker::worker_sys::Fetcher>,
+        url: &str,
+        method: &str,
+        incoming: &web_sys::Request,
+        remove: &str,
+        set: &str,
+        append: &str,
+        body: Option<&JsValue>,
+        timeout_ms: f64,
+        controller: &web_sys::AbortController,
+    ) -> Result<worker::js_sys::Promise, JsValue>;
+    /// The client's response to an upstream one (glue.js).
+    #[wasm_bindgen(catch, js_name = upstreamReply)]
+    fn upstream_reply(
+        upstream: &web_sys::Response,
+        status: u16,
+        with_body: bool,
+        body: Option<&web_sys::ReadableStream>,
+        remove: &str,
+        set: &str,
+        append: &str,
+    ) -> Result<web_sys::Response, JsValue>;
+    /// The gateway's own response (glue.js).
+    #[wasm_bindgen(catch, js_name = ownReply)]
+    fn own_reply(
+        status: u16,
+        text: Option<&str>,
+        remove: &str,
+        set: &str,
+        append: &str,
+    ) -> Result<web_sys::Response, JsValue>;
+}
 
-impl HeaderView for JsHeaders<'_> {
-    fn get(&self, name: &str) -> Option<String> {
-        self.0.get(name).ok().flatten()
+/// Headers read out of the runtime in one call: `name:value` lines, names
+/// lower-cased, from `start` of `text` on.
+struct LineHeaders {
+    text: String,
+    start: usize,
+}
+
+impl LineHeaders {
+    #[cfg(test)]
+    fn read(headers: &web_sys::Headers) -> Self {
+        LineHeaders {
+            text: header_lines(headers),
+            start: 0,
+        }
     }
 
-    fn names(&self) -> Vec<String> {
-        header_names(self.0)
+    fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.text[self.start..]
+            .split('\n')
+            .filter_map(|line| line.split_once(':'))
     }
 }
 
-/// The (lower-cased) names of a `Headers`, in four calls into JavaScript whatever
-/// their number: one string of names joined by newlines, which no name can contain.
+/// The incoming request as glue.js `requestLines` reads it in one call: five
+/// lines (method, URL, body stream, `cf` country and continent), then its headers.
+struct RequestLines {
+    fields: [std::ops::Range<usize>; 5],
+    headers: LineHeaders,
+}
+
+impl RequestLines {
+    fn read(request: &web_sys::Request) -> Self {
+        let text = request_lines(request);
+        let mut fields: [std::ops::Range<usize>; 5] = Default::default();
+        let mut at = 0;
+        for field in &mut fields {
+            let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+            *field = at..end;
+            at = (end + 1).min(text.len());
+        }
+        RequestLines {
+            fields,
+            headers: LineHeaders { text, start: at },
+        }
+    }
+
+    fn field(&self, i: usize) -> &str {
+        &self.headers.text[self.fields[i].clone()]
+    }
+
+    fn method(&self) -> &str {
+        self.field(0)
+    }
+
+    fn url(&self) -> &str {
+        self.field(1)
+    }
+
+    fn has_body_stream(&self) -> bool {
+        !self.field(2).is_empty()
+    }
+
+    /// The runtime's `cf.country` and `cf.continent`.
+    fn cf_geo(&self) -> (Option<&str>, Option<&str>) {
+        fn some(s: &str) -> Option<&str> {
+            (!s.is_empty()).then_some(s)
+        }
+        (some(self.field(3)), some(self.field(4)))
+    }
+}
+
+impl HeaderView for LineHeaders {
+    fn get(&self, name: &str) -> Option<String> {
+        // `Headers` combines a repeated name into one entry, except `set-cookie`,
+        // whose entries are joined here as `Headers.get` joins them.
+        let mut values = self
+            .entries()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v);
+        let first = values.next()?;
+        let mut value = first.to_string();
+        for v in values {
+            value.push_str(", ");
+            value.push_str(v);
+        }
+        Some(value)
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.entries().map(|(n, _)| n.to_string()).collect()
+    }
+}
+
+/// The (lower-cased) names of a `Headers`, in one call into JavaScript.
 fn header_names(headers: &web_sys::Headers) -> Vec<String> {
-    let joined: String = worker::js_sys::Array::from(&headers.keys())
-        .join("\n")
-        .into();
+    let joined = header_names_joined(headers);
     if joined.is_empty() {
         return Vec::new();
     }
     joined.split('\n').map(str::to_string).collect()
 }
 
-fn apply(headers: &web_sys::Headers, edits: &HeaderEdits) {
-    for name in &edits.remove {
-        let _ = headers.delete(name);
+/// Whether a name or value can cross as part of a `name:value` line. One that
+/// cannot (a "\n", or a ':' in a name) is one the runtime refuses anyway; it is
+/// dropped, as `Headers.set` would refuse it, and never splits into two headers.
+fn fits_a_line(name: &str, value: &str) -> bool {
+    !name.contains([':', '\n']) && !value.contains('\n')
+}
+
+/// `edits` as the three strings glue.js applies: names to remove, `name:value`
+/// lines to set, lines to append. `first` is set before the edits' own values
+/// (a reply's `content-type`) unless they remove its name.
+struct EditLines {
+    remove: String,
+    set: String,
+    append: String,
+}
+
+impl EditLines {
+    fn new(first: Option<(&str, &str)>, edits: &HeaderEdits) -> Self {
+        let mut remove = String::new();
+        for name in &edits.remove {
+            if fits_a_line(name, "") {
+                remove.push_str(name);
+                remove.push('\n');
+            }
+        }
+        let lines = |pairs: &mut dyn Iterator<Item = (&str, &str)>| {
+            let mut out = String::new();
+            for (name, value) in pairs.filter(|(n, v)| fits_a_line(n, v)) {
+                out.push_str(name);
+                out.push(':');
+                out.push_str(value);
+                out.push('\n');
+            }
+            out
+        };
+        let first =
+            first.filter(|(name, _)| !edits.remove.iter().any(|r| r.eq_ignore_ascii_case(name)));
+        let set = lines(
+            &mut first
+                .into_iter()
+                .chain(edits.set.iter().map(|(n, v)| (n.as_ref(), v.as_str()))),
+        );
+        let append = lines(&mut edits.append.iter().map(|(n, v)| (*n, v.as_str())));
+        EditLines {
+            remove,
+            set,
+            append,
+        }
     }
-    for (name, value) in &edits.set {
-        // A value the runtime refuses (it never should: values are checked) is dropped, not fatal.
-        let _ = headers.set(name, value);
-    }
-    for (name, value) in &edits.append {
-        let _ = headers.append(name, value);
-    }
+}
+
+/// A copy of `source` (or new headers) with `edits` applied, in one call into
+/// JavaScript: removals, then values set, then values appended.
+fn edited(
+    source: Option<&web_sys::Headers>,
+    first: Option<(&str, &str)>,
+    edits: &HeaderEdits,
+) -> web_sys::Headers {
+    let l = EditLines::new(first, edits);
+    edited_headers(source, &l.remove, &l.set, &l.append)
 }
 
 /// Whether the request framing announces a body. The runtime hands the Worker an
@@ -271,49 +491,56 @@ impl Ports for EdgePorts {
     }
 
     async fn fetch(&self, up: UpstreamRequest<'_>) -> Result<web_sys::Response, FetchError> {
-        let headers = web_sys::Headers::new_with_headers(&self.request.headers())
-            .map_err(|_| FetchError::Connect("headers".into()))?;
-        apply(&headers, up.headers);
-        let init = web_sys::RequestInit::new();
-        init.set_method(up.method.as_str());
-        init.set_headers(&headers);
-        init.set_redirect(web_sys::RequestRedirect::Manual);
         // `max_body_bytes` is enforced on declared lengths by the pipeline; counting a
         // streamed body here (`up.max_body_bytes`, `FetchError::BodyTooLarge`) is not
         // done yet: the body of unknown length streams through unlimited.
-        if let Some(bytes) = up.body {
+        let body: Option<JsValue> = if let Some(bytes) = up.body {
             // Read into memory by a policy (`read_body`): sent as read.
-            init.set_body(&worker::js_sys::Uint8Array::from(bytes).into());
-        } else if let Some(body) = self.request.body() {
-            if self.has_body && !self.body_sent.replace(true) {
-                init.set_body(&body);
-            }
-        }
+            Some(worker::js_sys::Uint8Array::from(bytes).into())
+        } else if self.has_body && !self.body_sent.replace(true) {
+            self.request.body().map(Into::into)
+        } else {
+            None
+        };
+        let fetcher =
+            match up.service {
+                Some(binding) => {
+                    Some(self.bindings.env.service(binding).ok().ok_or_else(|| {
+                        FetchError::Connect(format!("no service binding {binding}"))
+                    })?)
+                }
+                None => None,
+            };
         let controller = web_sys::AbortController::new()
             .map_err(|_| FetchError::Connect("abort controller".into()))?;
-        init.set_signal(Some(&controller.signal()));
-        let request = web_sys::Request::new_with_str_and_init(up.url, &init)
-            .map_err(|e| FetchError::Connect(format!("{e:?}")))?;
-        let started = match up.service {
-            Some(binding) => {
-                let fetcher =
-                    self.bindings.env.service(binding).ok().ok_or_else(|| {
-                        FetchError::Connect(format!("no service binding {binding}"))
-                    })?;
-                let raw: &worker::worker_sys::Fetcher = fetcher.as_ref().unchecked_ref();
-                raw.fetch(&request)
-                    .map_err(|e| FetchError::Connect(format!("{e:?}")))?
-            }
-            None => {
-                let global: web_sys::WorkerGlobalScope = worker::js_sys::global().unchecked_into();
-                global.fetch_with_request(&request)
-            }
-        };
+        let fetcher: Option<&worker::worker_sys::Fetcher> = fetcher
+            .as_ref()
+            .map(|f| AsRef::<JsValue>::as_ref(f).unchecked_ref());
+        let edits = EditLines::new(None, up.headers);
+        let started = forward_js(
+            fetcher,
+            up.url,
+            up.method.as_str(),
+            &self.request,
+            &edits.remove,
+            &edits.set,
+            &edits.append,
+            body.as_ref(),
+            up.timeout_ms as f64,
+            &controller,
+        )
+        .map_err(|e| FetchError::Connect(format!("{e:?}")))?;
         // An attempt dropped before it answered (the loser of a hedge) is aborted.
         let mut guard = AbortOnDrop(&controller, true);
-        let result = fetch_with_timeout(started, &controller, up.timeout_ms).await;
+        let result = JsFuture::from(started).await;
         guard.1 = false;
-        result
+        match result {
+            Ok(value) => value
+                .dyn_into::<web_sys::Response>()
+                .map_err(|_| FetchError::Connect("not a response".into())),
+            Err(e) if e.as_string().as_deref() == Some("timeout") => Err(FetchError::Timeout),
+            Err(e) => Err(FetchError::Connect(format!("{e:?}"))),
+        }
     }
 
     fn status(&self, response: &web_sys::Response) -> u16 {
@@ -507,67 +734,56 @@ fn render_with(
     reply: Reply<web_sys::Response>,
     ctx: Option<&Context>,
 ) -> worker::Result<web_sys::Response> {
-    let init = web_sys::ResponseInit::new();
-    init.set_status(reply.status);
     let response = match reply.body {
         Body::Upstream(upstream) => {
-            let headers = web_sys::Headers::new_with_headers(&upstream.headers())?;
-            apply(&headers, &reply.headers);
-            init.set_headers(&headers);
-            if reply.status == upstream.status() {
-                init.set_status_text(&upstream.status_text());
-            }
-            if reply.status == 101 {
-                // A WebSocket route's upgrade: the origin's socket goes to the
-                // client and the runtime proxies it both ways.
-                let socket = worker::js_sys::Reflect::get(&upstream, &"webSocket".into())?;
-                if !socket.is_null() && !socket.is_undefined() {
-                    worker::js_sys::Reflect::set(&init, &"webSocket".into(), &socket)?;
+            let mut body = None;
+            if let (Some((key, _)), Some(ctx), false) = (&reply.after.store, ctx, reply.no_body) {
+                if let Some(stream) = upstream.body() {
+                    let branches = stream.tee();
+                    let stored: web_sys::ReadableStream = branches.get(1).unchecked_into();
+                    body = Some(branches.get(0).unchecked_into::<web_sys::ReadableStream>());
+                    let store_headers =
+                        edited(Some(&upstream.headers()), None, &reply.after.store_headers);
+                    let store_init = web_sys::ResponseInit::new();
+                    store_init.set_status(upstream.status());
+                    store_init.set_headers(&store_headers);
+                    let to_store = web_sys::Response::new_with_opt_readable_stream_and_init(
+                        Some(&stored),
+                        &store_init,
+                    )?;
+                    let key = key.clone();
+                    ctx.wait_until(async move {
+                        if let Err(e) = Cache::default()
+                            .put(key.as_str(), Response::from(to_store))
+                            .await
+                        {
+                            event_line(&Event::CacheError {
+                                op: "put",
+                                error: &e.to_string(),
+                            });
+                        }
+                    });
                 }
             }
-            let mut body = if reply.no_body { None } else { upstream.body() };
-            if let (Some((key, _)), Some(ctx), Some(stream)) = (&reply.after.store, ctx, &body) {
-                let branches = stream.tee();
-                let client: web_sys::ReadableStream = branches.get(0).unchecked_into();
-                let stored: web_sys::ReadableStream = branches.get(1).unchecked_into();
-                body = Some(client);
-                let store_headers = web_sys::Headers::new_with_headers(&upstream.headers())?;
-                apply(&store_headers, &reply.after.store_headers);
-                let store_init = web_sys::ResponseInit::new();
-                store_init.set_status(upstream.status());
-                store_init.set_headers(&store_headers);
-                let to_store = web_sys::Response::new_with_opt_readable_stream_and_init(
-                    Some(&stored),
-                    &store_init,
-                )?;
-                let key = key.clone();
-                ctx.wait_until(async move {
-                    if let Err(e) = Cache::default()
-                        .put(key.as_str(), Response::from(to_store))
-                        .await
-                    {
-                        event_line(&Event::CacheError {
-                            op: "put",
-                            error: &e.to_string(),
-                        });
-                    }
-                });
-            }
-            web_sys::Response::new_with_opt_readable_stream_and_init(body.as_ref(), &init)?
+            let l = EditLines::new(None, &reply.headers);
+            upstream_reply(
+                &upstream,
+                reply.status,
+                !reply.no_body,
+                body.as_ref(),
+                &l.remove,
+                &l.set,
+                &l.append,
+            )?
         }
         Body::Own(text, content_type) => {
-            let headers = web_sys::Headers::new()?;
-            headers.set("content-type", content_type)?;
-            apply(&headers, &reply.headers);
-            init.set_headers(&headers);
+            let l = EditLines::new(Some(("content-type", content_type)), &reply.headers);
             let text = (!reply.no_body).then_some(text);
-            web_sys::Response::new_with_opt_str_and_init(text.as_deref(), &init)?
+            own_reply(reply.status, text.as_deref(), &l.remove, &l.set, &l.append)?
         }
         Body::Empty => {
-            let headers = web_sys::Headers::new()?;
-            apply(&headers, &reply.headers);
-            init.set_headers(&headers);
-            web_sys::Response::new_with_opt_str_and_init(None, &init)?
+            let l = EditLines::new(None, &reply.headers);
+            own_reply(reply.status, None, &l.remove, &l.set, &l.append)?
         }
     };
     Ok(response)
@@ -582,7 +798,8 @@ fn start() {
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let isolate = isolate(&env);
     let inner = &req;
-    let url = match worker::Url::parse(&req.url()) {
+    let read = RequestLines::read(inner);
+    let url = match worker::Url::parse(read.url()) {
         Ok(url) => url,
         Err(e) => {
             console_error!("unparsable request URL: {e}");
@@ -595,8 +812,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
             ));
         }
     };
-    let headers = inner.headers();
-    let view = JsHeaders(&headers);
+    let view = &read.headers;
     let host_header = view.get("host");
     let authority = match (url.host_str(), url.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
@@ -604,29 +820,26 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         _ => String::new(),
     };
     let client_ip = view.get("cf-connecting-ip");
+    let (dev_country, dev_continent);
     let (country, continent) = if isolate.dev_geo {
-        (view.get("x-dev-country"), view.get("x-dev-continent"))
+        dev_country = view.get("x-dev-country");
+        dev_continent = view.get("x-dev-continent");
+        (dev_country.as_deref(), dev_continent.as_deref())
     } else {
-        use worker::worker_sys::ext::RequestExt;
-        let cf = req.cf();
-        (
-            cf.as_ref().and_then(|c| c.country().ok().flatten()),
-            cf.as_ref().and_then(|c| c.continent().ok().flatten()),
-        )
+        read.cf_geo()
     };
-    let method = inner.method();
     let scheme = url.scheme().to_string();
     let incoming = Incoming {
-        method: &method,
+        method: read.method(),
         scheme: &scheme,
         host: host_header.as_deref().unwrap_or(&authority),
         path: url.path(),
         query: url.query(),
-        headers: &view,
+        headers: view,
         client_ip: client_ip.as_deref(),
-        country: country.as_deref(),
-        continent: continent.as_deref(),
-        has_body: inner.body().is_some() && declares_body(&view),
+        country,
+        continent,
+        has_body: read.has_body_stream() && declares_body(view),
     };
     // `Clone::clone` copies the handle; `Request.clone()` would tee the body.
     let ports = EdgePorts::new(

@@ -5,7 +5,7 @@ use wasm_bindgen_test::wasm_bindgen_test;
 use worker::wasm_bindgen::JsCast;
 use worker::web_sys;
 
-use super::{apply, declares_body, render, EdgePorts, JsHeaders};
+use super::{declares_body, edited, render, EdgePorts, LineHeaders};
 use crate::http::headers::HeaderEdits;
 use crate::http::problem::{Kind, Problem};
 use crate::http::HeaderView;
@@ -22,11 +22,76 @@ fn headers(pairs: &[(&str, &str)]) -> web_sys::Headers {
 
 #[wasm_bindgen_test]
 fn the_header_view_reads_runtime_headers_case_insensitively() {
-    let h = headers(&[("X-Request-Id", "abc"), ("accept", "a"), ("Accept", "b")]);
-    let view = JsHeaders(&h);
+    let h = headers(&[
+        ("X-Request-Id", "abc"),
+        ("accept", "a"),
+        ("Accept", "b"),
+        ("host", "api.example:8443"),
+        ("x-empty", ""),
+        ("x-colons", "a: b : c"),
+    ]);
+    let view = LineHeaders::read(&h);
     assert_eq!(view.get("x-request-id").as_deref(), Some("abc"));
     assert_eq!(view.get("ACCEPT").as_deref(), Some("a, b"));
+    assert_eq!(view.get("host").as_deref(), Some("api.example:8443"));
+    assert_eq!(view.get("x-empty").as_deref(), Some(""));
+    assert_eq!(view.get("x-colons").as_deref(), Some("a: b : c"));
     assert_eq!(view.get("missing"), None);
+    // What the view reads is what `Headers.get` answers, for every name.
+    for name in view.names() {
+        assert_eq!(view.get(&name), h.get(&name).unwrap(), "{name}");
+    }
+}
+
+#[wasm_bindgen_test]
+fn edits_apply_in_one_call_removals_then_sets_then_appends() {
+    let h = headers(&[("x-a", "old"), ("vary", "origin"), ("keep", "1")]);
+    let mut edits = HeaderEdits::default();
+    edits.remove("x-a");
+    edits.set("x-a", "new");
+    edits.set("x-b", "with: colon");
+    edits.append.push(("vary", "accept-encoding".to_string()));
+    let out = edited(Some(&h), None, &edits);
+    assert_eq!(out.get("x-a").unwrap().as_deref(), Some("new"));
+    assert_eq!(out.get("x-b").unwrap().as_deref(), Some("with: colon"));
+    assert_eq!(
+        out.get("vary").unwrap().as_deref(),
+        Some("origin, accept-encoding")
+    );
+    assert_eq!(out.get("keep").unwrap().as_deref(), Some("1"));
+    // The source is copied, not edited.
+    assert_eq!(h.get("x-a").unwrap().as_deref(), Some("old"));
+
+    let own = edited(
+        None,
+        Some(("content-type", "text/plain")),
+        &HeaderEdits::default(),
+    );
+    assert_eq!(
+        own.get("content-type").unwrap().as_deref(),
+        Some("text/plain")
+    );
+    let mut drop_it = HeaderEdits::default();
+    drop_it.remove("Content-Type");
+    let own = edited(None, Some(("content-type", "text/plain")), &drop_it);
+    assert_eq!(own.get("content-type").unwrap(), None);
+}
+
+/// An edit that cannot cross as one line (a value with a line feed, a name with a
+/// colon) is dropped whole: it never becomes a second header.
+#[wasm_bindgen_test]
+fn an_edit_cannot_smuggle_a_second_header() {
+    let mut edits = HeaderEdits::default();
+    edits.set("x-a", "1\nauthorization:Bearer forged");
+    edits.set("x-b:authorization", "Bearer forged");
+    edits.append.push(("vary", "x\nset-cookie:a=b".to_string()));
+    edits.remove("x-keep\nx-c");
+    edits.set("x-ok", "fine");
+    let h = headers(&[("x-keep", "1"), ("x-c", "2")]);
+    let out = edited(Some(&h), None, &edits);
+    let mut names = LineHeaders::read(&out).names();
+    names.sort();
+    assert_eq!(names, ["x-c", "x-keep", "x-ok"]);
 }
 
 #[wasm_bindgen_test]
@@ -39,7 +104,7 @@ fn edits_remove_hop_by_hop_and_set_owned_headers() {
         ("X_User_Id", "forged"),
         ("accept", "*/*"),
     ]);
-    let mut names = JsHeaders(&h).names();
+    let mut names = LineHeaders::read(&h).names();
     names.sort();
     assert_eq!(
         names,
@@ -52,12 +117,12 @@ fn edits_remove_hop_by_hop_and_set_owned_headers() {
             "x_user_id"
         ]
     );
-    assert!(JsHeaders(&headers(&[])).names().is_empty());
+    assert!(LineHeaders::read(&headers(&[])).names().is_empty());
     let mut edits = HeaderEdits::default();
-    edits.remove_unwanted(&JsHeaders(&h), &["x-forwarded-for", "x-user-id"]);
+    edits.remove_unwanted(&LineHeaders::read(&h), &["x-forwarded-for", "x-user-id"]);
     edits.set("x-forwarded-for", "203.0.113.7");
-    apply(&h, &edits);
-    let view = JsHeaders(&h);
+    let h = edited(Some(&h), None, &edits);
+    let view = LineHeaders::read(&h);
     assert_eq!(view.get("x-hop"), None);
     assert_eq!(view.get("keep-alive"), None);
     assert_eq!(view.get("connection"), None);
@@ -72,8 +137,8 @@ fn an_unsafe_value_is_dropped_not_fatal() {
     let mut edits = HeaderEdits::default();
     edits.set("x-bad", "a\r\nx-injected: 1");
     edits.set("x-good", "ok");
-    apply(&h, &edits);
-    let view = JsHeaders(&h);
+    let h = edited(Some(&h), None, &edits);
+    let view = LineHeaders::read(&h);
     assert_eq!(view.get("x-injected"), None);
     assert_eq!(view.get("x-good").as_deref(), Some("ok"));
 }
@@ -130,13 +195,13 @@ fn the_embedded_routes_compile_in_wasm() {
 #[wasm_bindgen_test]
 fn only_framing_headers_announce_a_body() {
     let none = headers(&[]);
-    assert!(!declares_body(&JsHeaders(&none)));
+    assert!(!declares_body(&LineHeaders::read(&none)));
     let zero = headers(&[("content-length", "0")]);
-    assert!(!declares_body(&JsHeaders(&zero)));
+    assert!(!declares_body(&LineHeaders::read(&zero)));
     let some = headers(&[("content-length", "12")]);
-    assert!(declares_body(&JsHeaders(&some)));
+    assert!(declares_body(&LineHeaders::read(&some)));
     let chunked = headers(&[("transfer-encoding", "chunked")]);
-    assert!(declares_body(&JsHeaders(&chunked)));
+    assert!(declares_body(&LineHeaders::read(&chunked)));
 }
 
 // --- WebCrypto signature verification, held to the Rust verifiers --------------
@@ -318,4 +383,30 @@ async fn webcrypto_refuses_a_key_of_the_wrong_type() {
         };
         assert!(!super::webcrypto::verify(&check).await, "{alg:?}");
     }
+}
+
+#[wasm_bindgen_test]
+fn the_request_is_read_in_one_call() {
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&headers(&[("Content-Length", "2"), ("x-a", "1:2")]).into());
+    init.set_body(&"hi".into());
+    let request =
+        web_sys::Request::new_with_str_and_init("https://api.example/v1/items?q=a%0Ab", &init)
+            .unwrap();
+    let read = super::RequestLines::read(&request);
+    assert_eq!(read.method(), "POST");
+    assert_eq!(read.url(), "https://api.example/v1/items?q=a%0Ab");
+    assert!(read.has_body_stream());
+    // Node.js has no `request.cf`; workerd's is read the same way.
+    assert_eq!(read.cf_geo(), (None, None));
+    assert_eq!(read.headers.get("x-a").as_deref(), Some("1:2"));
+    assert_eq!(read.headers.get("content-length").as_deref(), Some("2"));
+    assert!(declares_body(&read.headers));
+
+    let get = web_sys::Request::new_with_str("https://api.example/").unwrap();
+    let read = super::RequestLines::read(&get);
+    assert_eq!(read.method(), "GET");
+    assert!(!read.has_body_stream());
+    assert!(read.headers.names().is_empty());
 }
