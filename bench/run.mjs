@@ -1002,7 +1002,7 @@ function report(r) {
     if (r.crossingsCheck) {
       const ck = r.crossingsCheck;
       L.push('');
-      L.push(`Counters checked to register before counting (the run fails otherwise): one request to the routing-only route counted ${f(ck.route.perRequest, 0)} calls into JavaScript, ${f(ck.route.strings.decoded, 0)} strings out of and ${f(ck.route.strings.encoded, 0)} into wasm, ${f(ck.route.objects.Headers, 0)} Headers, ${f(ck.route.objects.Request, 0)} Request and ${f(ck.route.objects.Response, 0)} Response objects; the first request to the global-limit route counted ${f(ck.globalLeases, 0)} Durable Object call(s) (its lease); floor (a) counted exactly its one Request, one Response and one fetch.`);
+      L.push(`Counters checked to register before counting (the run fails otherwise): one request to the routing-only route counted ${f(ck.route.perRequest, 0)} calls into JavaScript, ${f(ck.route.strings.decoded, 0)} strings out of and ${f(ck.route.strings.encoded, 0)} into wasm, ${f(ck.route.objects.Headers, 0)} Headers, ${f(ck.route.objects.Request, 0)} Request and ${f(ck.route.objects.Response, 0)} Response objects; the first request to the global-limit route counted ${f(ck.globalLeases, 0)} Durable Object call(s) (its lease) and ${f(ck.globalHeaders, 0)} Headers; floor (a) counted exactly its one Request, one Response and one fetch.`);
     }
     L.push('');
     L.push('| Worker: contestant | calls into JS | strings crossed (out + in) | Headers | Request | Response | subrequests (fetch) | Durable Object calls | closures registered | most frequent calls |');
@@ -1444,7 +1444,7 @@ async function main() {
           // Every counter must register before any count is believed.
           const gatewayDefs = plan.find((p) => p.worker === 'gateway').contestants;
           crossingsCheck = await selfCheck(t.url, { route: gatewayDefs.find((c) => c.id === 'gateway-route'), global: gatewayDefs.find((c) => c.id === 'gateway-global') });
-          log(`counters registered: gateway-route ${crossingsCheck.route.perRequest} calls into JS, ${crossingsCheck.route.objects.Headers} Headers; gateway-global's first request ${crossingsCheck.global.glue['Durable Object fetch']} Durable Object call(s)`);
+          log(`counters registered: gateway-route ${crossingsCheck.route.perRequest} calls into JS; gateway-global's first request ${crossingsCheck.global.glue['Durable Object fetch']} Durable Object call(s), ${crossingsCheck.global.objects.Headers} Headers`);
         }
         if (step.worker === 'floor-a') {
           // A JavaScript Worker whose objects are known: one Request, one Response, one fetch.
@@ -1514,7 +1514,7 @@ async function main() {
     gatewayRoutes: routes.routes.length,
     criterion,
     crossings,
-    crossingsCheck: crossingsCheck && { route: { perRequest: crossingsCheck.route.perRequest, objects: crossingsCheck.route.objects, strings: crossingsCheck.route.strings }, globalLeases: crossingsCheck.global.glue['Durable Object fetch'] },
+    crossingsCheck: crossingsCheck && { route: { perRequest: crossingsCheck.route.perRequest, objects: crossingsCheck.route.objects, strings: crossingsCheck.route.strings }, globalLeases: crossingsCheck.global.glue['Durable Object fetch'], globalHeaders: crossingsCheck.global.objects.Headers },
     notes,
   };
   r.targets = targets(r);

@@ -27,29 +27,36 @@ function eachLine(lines, f) {
 }
 
 /**
- * A new `Headers`: a copy of `source` (or empty), then the names in `remove`
- * deleted, the `set` lines set and the `append` lines appended, in that order.
- * A name or value the runtime refuses is skipped, as one `Headers.set` would.
+ * Edits `headers` in place: the names in `remove` deleted, the `set` lines set
+ * and the `append` lines appended, in that order. A name or value the runtime
+ * refuses is skipped, as one `Headers.set` would refuse it.
  */
-export function editedHeaders(source, remove, set, append) {
-  const headers = source ? new Headers(source) : new Headers();
+function edit(headers, remove, set, append) {
   if (remove) for (const name of remove.split('\n')) if (name) try { headers.delete(name); } catch {}
   eachLine(set, (name, value) => { try { headers.set(name, value); } catch {} });
   eachLine(append, (name, value) => { try { headers.append(name, value); } catch {} });
+}
+
+/** A new `Headers`: a copy of `source` (or empty), edited as `edit` does. */
+export function editedHeaders(source, remove, set, append) {
+  const headers = source ? new Headers(source) : new Headers();
+  edit(headers, remove, set, append);
   return headers;
 }
 
 /**
  * Starts the upstream request in one call: `new Request(url, ...)` with the
- * incoming request's headers edited as `editedHeaders` does, no redirect
+ * incoming request's headers, edited as `edit` does, no redirect
  * following and `controller`'s signal, sent through `fetcher` (a service
  * binding) or the global `fetch`. Resolves to the response; rejects with the
  * string "timeout" (after aborting) when no response headers arrived within
  * `timeoutMs`, or with the fetch's own error.
  */
 export function forward(fetcher, url, method, incoming, remove, set, append, body, timeoutMs, controller) {
-  const headers = editedHeaders(incoming.headers, remove, set, append);
-  const request = new Request(url, { method, headers, body, redirect: 'manual', signal: controller.signal });
+  // The request copies the incoming headers once and is edited in place: no
+  // second `Headers` object.
+  const request = new Request(url, { method, headers: incoming.headers, body, redirect: 'manual', signal: controller.signal });
+  edit(request.headers, remove, set, append);
   let timer;
   const timeout = new Promise((_, reject) => {
     timer = setTimeout(() => {
@@ -64,21 +71,25 @@ export function forward(fetcher, url, method, incoming, remove, set, append, bod
 /**
  * The client's response to an upstream one, in one call: `status`, the
  * upstream's reason phrase when the status is the upstream's own, the upstream's
- * headers edited as `editedHeaders` does, and its body unless `withBody` is false
+ * headers edited in place as `edit` does, and its body unless `withBody` is false
  * (or `body` replaces it: the client's branch of a body teed into the cache).
  */
 export function upstreamReply(upstream, status, withBody, body, remove, set, append) {
-  const init = { status, headers: editedHeaders(upstream.headers, remove, set, append) };
+  const init = { status, headers: upstream.headers };
   if (status === upstream.status) init.statusText = upstream.statusText;
   // A WebSocket route's upgrade: the origin's socket goes to the client and the
   // runtime proxies it both ways.
   if (status === 101 && upstream.webSocket) init.webSocket = upstream.webSocket;
-  return new Response(withBody ? (body ?? upstream.body) : null, init);
+  const response = new Response(withBody ? (body ?? upstream.body) : null, init);
+  edit(response.headers, remove, set, append);
+  return response;
 }
 
-/** The gateway's own response: `status`, `text` (or no body), headers as `editedHeaders` makes them. */
+/** The gateway's own response: `status`, `text` (or no body), its headers edited as `edit` does. */
 export function ownReply(status, text, remove, set, append) {
-  return new Response(text ?? null, { status, headers: editedHeaders(null, remove, set, append) });
+  const response = new Response(text ?? null, { status });
+  edit(response.headers, remove, set, append);
+  return response;
 }
 
 /**
