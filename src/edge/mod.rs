@@ -413,6 +413,19 @@ struct EdgePorts {
     has_body: bool,
     body_sent: Cell<bool>,
     bindings: Rc<Bindings>,
+    /// The clock as last read. workerd's clock stands still while an isolate runs
+    /// and moves on only with I/O, so a reading holds until the next port that
+    /// waits on the runtime completes (see [`EdgePorts::io`]).
+    clock: Cell<Option<u64>>,
+}
+
+/// Forgets the clock reading when a port's I/O is over (or abandoned).
+struct ClockAfterIo<'a>(&'a Cell<Option<u64>>);
+
+impl Drop for ClockAfterIo<'_> {
+    fn drop(&mut self) {
+        self.0.set(None);
+    }
 }
 
 impl EdgePorts {
@@ -422,7 +435,14 @@ impl EdgePorts {
             has_body,
             body_sent: Cell::new(false),
             bindings,
+            clock: Cell::new(None),
         }
+    }
+
+    /// Held by every port that waits on the runtime: when it is dropped, at the
+    /// end of the port's future, the next `now_ms` reads the clock again.
+    fn io(&self) -> ClockAfterIo<'_> {
+        ClockAfterIo(&self.clock)
     }
 }
 
@@ -430,7 +450,12 @@ impl Ports for EdgePorts {
     type Response = web_sys::Response;
 
     fn now_ms(&self) -> u64 {
-        worker::js_sys::Date::now() as u64
+        if let Some(now) = self.clock.get() {
+            return now;
+        }
+        let now = worker::js_sys::Date::now() as u64;
+        self.clock.set(Some(now));
+        now
     }
 
     fn random_bytes(&self) -> [u8; 16] {
@@ -438,10 +463,12 @@ impl Ports for EdgePorts {
     }
 
     async fn sleep(&self, ms: u64) {
+        let _io = self.io();
         Delay::from(Duration::from_millis(ms)).await;
     }
 
     async fn read_body(&self, max: u64) -> Result<Vec<u8>, BodyError> {
+        let _io = self.io();
         let Some(stream) = self.request.body() else {
             return Ok(Vec::new());
         };
@@ -491,6 +518,7 @@ impl Ports for EdgePorts {
     }
 
     async fn fetch(&self, up: UpstreamRequest<'_>) -> Result<web_sys::Response, FetchError> {
+        let _io = self.io();
         // `max_body_bytes` is enforced on declared lengths by the pipeline; counting a
         // streamed body here (`up.max_body_bytes`, `FetchError::BodyTooLarge`) is not
         // done yet: the body of unknown length streams through unlimited.
@@ -556,6 +584,7 @@ impl Ports for EdgePorts {
     }
 
     async fn fetch_jwks(&self, url: &str) -> Result<JwksDocument, String> {
+        let _io = self.io();
         let init = web_sys::RequestInit::new();
         init.set_method("GET");
         let controller =
@@ -591,11 +620,13 @@ impl Ports for EdgePorts {
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<String>, String> {
+        let _io = self.io();
         let kv = self.bindings.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
         kv.get(key).text().await.map_err(|e| e.to_string())
     }
 
     async fn kv_put(&self, key: &str, value: &str, expiration_ttl_s: u64) -> Result<(), String> {
+        let _io = self.io();
         let kv = self.bindings.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
         kv.put(key, value)
             .map_err(|e| e.to_string())?
@@ -606,6 +637,7 @@ impl Ports for EdgePorts {
     }
 
     async fn kv_put_record(&self, key: &str, value: &str) -> Result<(), String> {
+        let _io = self.io();
         let kv = self.bindings.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
         kv.put(key, value)
             .map_err(|e| e.to_string())?
@@ -615,11 +647,13 @@ impl Ports for EdgePorts {
     }
 
     async fn kv_delete(&self, key: &str) -> Result<(), String> {
+        let _io = self.io();
         let kv = self.bindings.kv.as_ref().ok_or("no GATEWAY_KV binding")?;
         kv.delete(key).await.map_err(|e| e.to_string())
     }
 
     async fn limiter_call(&self, call: &LeaseCall) -> Result<LeaseReply, String> {
+        let _io = self.io();
         let ns = self
             .bindings
             .limiter
@@ -629,6 +663,7 @@ impl Ports for EdgePorts {
     }
 
     async fn cache_get(&self, key: &str) -> Result<Option<web_sys::Response>, String> {
+        let _io = self.io();
         let hit = Cache::default()
             .get(key, false)
             .await
@@ -637,6 +672,7 @@ impl Ports for EdgePorts {
     }
 
     async fn cache_delete(&self, key: &str) -> Result<bool, String> {
+        let _io = self.io();
         match Cache::default().delete(key, false).await {
             Ok(worker::CacheDeletionOutcome::Success) => Ok(true),
             Ok(_) => Ok(false),
@@ -645,6 +681,7 @@ impl Ports for EdgePorts {
     }
 
     async fn verify_signature(&self, check: &SignatureCheck<'_>) -> bool {
+        let _io = self.io();
         webcrypto::verify(check).await
     }
 

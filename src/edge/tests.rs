@@ -410,3 +410,35 @@ fn the_request_is_read_in_one_call() {
     assert!(!read.has_body_stream());
     assert!(read.headers.names().is_empty());
 }
+
+/// The clock is read once between two waits on the runtime (workerd's stands
+/// still while the isolate runs) and again after each.
+#[wasm_bindgen_test]
+async fn the_clock_is_read_again_only_after_io() {
+    let request = web_sys::Request::new_with_str("https://gateway.test/").unwrap();
+    let bindings = std::rc::Rc::new(super::Bindings {
+        kv: None,
+        metrics: None,
+        limiter: None,
+        env: worker::js_sys::Object::new().unchecked_into(),
+    });
+    let ports = EdgePorts::new(Clone::clone(&request), false, bindings);
+    let first = ports.now_ms();
+    // Node.js's clock runs on while wasm runs; the reading holds anyway.
+    let until = worker::js_sys::Date::now() + 5.0;
+    while worker::js_sys::Date::now() < until {}
+    assert_eq!(ports.now_ms(), first);
+    // A wait on the runtime (a WebCrypto verification) ends the reading.
+    let input = b"a.b";
+    let (jwks, signature) = webcrypto_signed("ES256", input).await;
+    let set = crate::policy::auth::parse_jwks(jwks.as_bytes()).unwrap();
+    let check = crate::policy::auth::SignatureCheck {
+        alg: crate::config::Algorithm::ES256,
+        key: &set.keys()[0],
+        signing_input: input,
+        signature: &signature,
+    };
+    assert_eq!(ports.now_ms(), first);
+    assert!(ports.verify_signature(&check).await);
+    assert!(ports.now_ms() >= first + 5);
+}
