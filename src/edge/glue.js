@@ -12,9 +12,9 @@ export function headerLines(headers) {
   return out;
 }
 
-/** The names of `headers`, lower-cased, joined by "\n". */
-export function headerNames(headers) {
-  return [...headers.keys()].join('\n');
+/** Every header of `response` as `name:value` lines. */
+export function responseHeaderLines(response) {
+  return headerLines(response.headers);
 }
 
 function eachLine(lines, f) {

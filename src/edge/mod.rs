@@ -139,9 +139,9 @@ extern "C" {
     /// Method, URL, body stream, `cf` geo and header lines of a request (glue.js).
     #[wasm_bindgen(js_name = requestLines)]
     fn request_lines(request: &web_sys::Request) -> String;
-    /// The names of a `Headers`, joined by "\n" (glue.js).
-    #[wasm_bindgen(js_name = headerNames)]
-    fn header_names_joined(headers: &web_sys::Headers) -> String;
+    /// Every header of a response as `name:value` lines (glue.js).
+    #[wasm_bindgen(js_name = responseHeaderLines)]
+    fn response_header_lines(response: &web_sys::Response) -> String;
     /// A copy of `source` (or a new `Headers`) with the edits applied (glue.js).
     #[wasm_bindgen(js_name = editedHeaders)]
     fn edited_headers(
@@ -280,13 +280,29 @@ impl HeaderView for LineHeaders {
     }
 }
 
-/// The (lower-cased) names of a `Headers`, in one call into JavaScript.
-fn header_names(headers: &web_sys::Headers) -> Vec<String> {
-    let joined = header_names_joined(headers);
-    if joined.is_empty() {
-        return Vec::new();
+/// A response from an origin or the cache, with what the pipeline reads of it
+/// read once: the status when it arrives, the headers (one call) on first use.
+pub(crate) struct EdgeResponse {
+    inner: web_sys::Response,
+    status: u16,
+    headers: OnceCell<LineHeaders>,
+}
+
+impl EdgeResponse {
+    fn new(inner: web_sys::Response) -> Self {
+        EdgeResponse {
+            status: inner.status(),
+            inner,
+            headers: OnceCell::new(),
+        }
     }
-    joined.split('\n').map(str::to_string).collect()
+
+    fn headers(&self) -> &LineHeaders {
+        self.headers.get_or_init(|| LineHeaders {
+            text: response_header_lines(&self.inner),
+            start: 0,
+        })
+    }
 }
 
 /// Whether a name or value can cross as part of a `name:value` line. One that
@@ -447,7 +463,7 @@ impl EdgePorts {
 }
 
 impl Ports for EdgePorts {
-    type Response = web_sys::Response;
+    type Response = EdgeResponse;
 
     fn now_ms(&self) -> u64 {
         if let Some(now) = self.clock.get() {
@@ -517,7 +533,7 @@ impl Ports for EdgePorts {
         }
     }
 
-    async fn fetch(&self, up: UpstreamRequest<'_>) -> Result<web_sys::Response, FetchError> {
+    async fn fetch(&self, up: UpstreamRequest<'_>) -> Result<EdgeResponse, FetchError> {
         let _io = self.io();
         // `max_body_bytes` is enforced on declared lengths by the pipeline; counting a
         // streamed body here (`up.max_body_bytes`, `FetchError::BodyTooLarge`) is not
@@ -565,22 +581,23 @@ impl Ports for EdgePorts {
         match result {
             Ok(value) => value
                 .dyn_into::<web_sys::Response>()
+                .map(EdgeResponse::new)
                 .map_err(|_| FetchError::Connect("not a response".into())),
             Err(e) if e.as_string().as_deref() == Some("timeout") => Err(FetchError::Timeout),
             Err(e) => Err(FetchError::Connect(format!("{e:?}"))),
         }
     }
 
-    fn status(&self, response: &web_sys::Response) -> u16 {
-        response.status()
+    fn status(&self, response: &EdgeResponse) -> u16 {
+        response.status
     }
 
-    fn response_header(&self, response: &web_sys::Response, name: &str) -> Option<String> {
-        response.headers().get(name).ok().flatten()
+    fn response_header(&self, response: &EdgeResponse, name: &str) -> Option<String> {
+        response.headers().get(name)
     }
 
-    fn response_header_names(&self, response: &web_sys::Response) -> Vec<String> {
-        header_names(&response.headers())
+    fn response_header_names(&self, response: &EdgeResponse) -> Vec<String> {
+        response.headers().names()
     }
 
     async fn fetch_jwks(&self, url: &str) -> Result<JwksDocument, String> {
@@ -662,13 +679,13 @@ impl Ports for EdgePorts {
         lease_call(ns, call).await
     }
 
-    async fn cache_get(&self, key: &str) -> Result<Option<web_sys::Response>, String> {
+    async fn cache_get(&self, key: &str) -> Result<Option<EdgeResponse>, String> {
         let _io = self.io();
         let hit = Cache::default()
             .get(key, false)
             .await
             .map_err(|e| e.to_string())?;
-        Ok(hit.map(web_sys::Response::from))
+        Ok(hit.map(|r| EdgeResponse::new(r.into())))
     }
 
     async fn cache_delete(&self, key: &str) -> Result<bool, String> {
@@ -763,16 +780,17 @@ async fn lease_call(ns: &ObjectNamespace, call: &LeaseCall) -> Result<LeaseReply
 /// Builds the client response; when the reply is to be cached, tees the body into the cache.
 /// It goes to the runtime as it is (no `worker::Response` round trip, which would
 /// drop the origin's reason phrase).
-fn render(reply: Reply<web_sys::Response>) -> worker::Result<web_sys::Response> {
+fn render(reply: Reply<EdgeResponse>) -> worker::Result<web_sys::Response> {
     render_with(reply, None)
 }
 
 fn render_with(
-    reply: Reply<web_sys::Response>,
+    reply: Reply<EdgeResponse>,
     ctx: Option<&Context>,
 ) -> worker::Result<web_sys::Response> {
     let response = match reply.body {
         Body::Upstream(upstream) => {
+            let (status, upstream) = (upstream.status, upstream.inner);
             let mut body = None;
             if let (Some((key, _)), Some(ctx), false) = (&reply.after.store, ctx, reply.no_body) {
                 if let Some(stream) = upstream.body() {
@@ -782,7 +800,7 @@ fn render_with(
                     let store_headers =
                         edited(Some(&upstream.headers()), None, &reply.after.store_headers);
                     let store_init = web_sys::ResponseInit::new();
-                    store_init.set_status(upstream.status());
+                    store_init.set_status(status);
                     store_init.set_headers(&store_headers);
                     let to_store = web_sys::Response::new_with_opt_readable_stream_and_init(
                         Some(&stored),

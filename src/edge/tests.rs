@@ -145,7 +145,7 @@ fn an_unsafe_value_is_dropped_not_fatal() {
 
 #[wasm_bindgen_test]
 async fn a_problem_renders_as_problem_json() {
-    let reply = problem_reply::<web_sys::Response>(
+    let reply = problem_reply::<super::EdgeResponse>(
         Problem::new(Kind::MethodNotAllowed, "use GET").with_header("allow", "GET, HEAD"),
         "rid-7",
     );
@@ -441,4 +441,41 @@ async fn the_clock_is_read_again_only_after_io() {
     assert_eq!(ports.now_ms(), first);
     assert!(ports.verify_signature(&check).await);
     assert!(ports.now_ms() >= first + 5);
+}
+
+/// A response's status and headers as the pipeline reads them through the ports:
+/// the same answers as the runtime's own `status` and `Headers.get`, repeated
+/// `set-cookie` included.
+#[wasm_bindgen_test]
+fn a_response_is_read_once_with_the_runtimes_answers() {
+    let h = headers(&[
+        ("Content-Type", "text/plain"),
+        ("set-cookie", "a=1; Path=/"),
+        ("set-cookie", "b=2"),
+        ("connection", "close, x-hop"),
+        ("x-time", "12:00:00"),
+    ]);
+    let init = web_sys::ResponseInit::new();
+    init.set_status(203);
+    init.set_headers(&h.into());
+    let inner = web_sys::Response::new_with_opt_str_and_init(Some("hi"), &init).unwrap();
+    let response = super::EdgeResponse::new(Clone::clone(&inner));
+    let request = web_sys::Request::new_with_str("https://gateway.test/").unwrap();
+    let bindings = std::rc::Rc::new(super::Bindings {
+        kv: None,
+        metrics: None,
+        limiter: None,
+        env: worker::js_sys::Object::new().unchecked_into(),
+    });
+    let ports = EdgePorts::new(request, false, bindings);
+    assert_eq!(ports.status(&response), 203);
+    let names = ports.response_header_names(&response);
+    assert_eq!(names.iter().filter(|n| *n == "set-cookie").count(), 2);
+    for name in names.iter().chain(&["missing".to_string()]) {
+        assert_eq!(
+            ports.response_header(&response, name),
+            inner.headers().get(name).unwrap(),
+            "{name}"
+        );
+    }
 }
