@@ -12,6 +12,18 @@ use crate::http::HeaderView;
 use crate::pipeline::problem_reply;
 use crate::ports::Ports;
 
+/// Ports for a GET without bindings (no KV, metrics or limiter).
+fn ports() -> EdgePorts {
+    let request = web_sys::Request::new_with_str("https://gateway.test/").unwrap();
+    let bindings = std::rc::Rc::new(super::Bindings {
+        kv: None,
+        metrics: None,
+        limiter: None,
+        env: worker::js_sys::Object::new().unchecked_into(),
+    });
+    EdgePorts::new(request, false, bindings)
+}
+
 fn headers(pairs: &[(&str, &str)]) -> web_sys::Headers {
     let h = web_sys::Headers::new().unwrap();
     for (n, v) in pairs {
@@ -167,14 +179,7 @@ async fn a_problem_renders_as_problem_json() {
 
 #[wasm_bindgen_test]
 fn random_bytes_come_from_the_runtime() {
-    let request = web_sys::Request::new_with_str("https://gateway.test/").unwrap();
-    let bindings = std::rc::Rc::new(super::Bindings {
-        kv: None,
-        metrics: None,
-        limiter: None,
-        env: worker::js_sys::Object::new().unchecked_into(),
-    });
-    let ports = EdgePorts::new(Clone::clone(&request), false, bindings);
+    let ports = ports();
     let a = ports.random_bytes();
     let b = ports.random_bytes();
     assert_ne!(a, b);
@@ -415,14 +420,7 @@ fn the_request_is_read_in_one_call() {
 /// still while the isolate runs) and again after each.
 #[wasm_bindgen_test]
 async fn the_clock_is_read_again_only_after_io() {
-    let request = web_sys::Request::new_with_str("https://gateway.test/").unwrap();
-    let bindings = std::rc::Rc::new(super::Bindings {
-        kv: None,
-        metrics: None,
-        limiter: None,
-        env: worker::js_sys::Object::new().unchecked_into(),
-    });
-    let ports = EdgePorts::new(Clone::clone(&request), false, bindings);
+    let ports = ports();
     let first = ports.now_ms();
     // Node.js's clock runs on while wasm runs; the reading holds anyway.
     let until = worker::js_sys::Date::now() + 5.0;
@@ -460,14 +458,7 @@ fn a_response_is_read_once_with_the_runtimes_answers() {
     init.set_headers(&h.into());
     let inner = web_sys::Response::new_with_opt_str_and_init(Some("hi"), &init).unwrap();
     let response = super::EdgeResponse::new(Clone::clone(&inner));
-    let request = web_sys::Request::new_with_str("https://gateway.test/").unwrap();
-    let bindings = std::rc::Rc::new(super::Bindings {
-        kv: None,
-        metrics: None,
-        limiter: None,
-        env: worker::js_sys::Object::new().unchecked_into(),
-    });
-    let ports = EdgePorts::new(request, false, bindings);
+    let ports = ports();
     assert_eq!(ports.status(&response), 203);
     let names = ports.response_header_names(&response);
     assert_eq!(names.iter().filter(|n| *n == "set-cookie").count(), 2);
