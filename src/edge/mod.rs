@@ -260,19 +260,9 @@ impl RequestLines {
 
 impl HeaderView for LineHeaders {
     fn get(&self, name: &str) -> Option<String> {
-        // `Headers` combines a repeated name into one entry, except `set-cookie`,
+        // `Headers` iterates a repeated name as one entry, except `set-cookie`,
         // whose entries are joined here as `Headers.get` joins them.
-        let mut values = self
-            .entries()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v);
-        let first = values.next()?;
-        let mut value = first.to_string();
-        for v in values {
-            value.push_str(", ");
-            value.push_str(v);
-        }
-        Some(value)
+        crate::http::combined_value(self.entries(), name)
     }
 
     fn names(&self) -> Vec<String> {
