@@ -828,6 +828,16 @@ function opensslP384() {
 // only needs optimised code, so it builds without LTO (same opt-level "s").
 const CRITERION_ENV = { CARGO_PROFILE_BENCH_LTO: 'false', CARGO_PROFILE_BENCH_CODEGEN_UNITS: '16' };
 
+/** Asks until `url` answers `x-cache: HIT` (the entry stored), for at most 5 s. */
+async function untilCacheHit(url, headers, what) {
+  for (let i = 0; i < 50; i++) {
+    const res = await expectStatus(url, headers, 200, what);
+    if (res.headers.get('x-cache') === 'HIT') return;
+    await sleep(100);
+  }
+  throw new Error(`${what} never answered x-cache: HIT`);
+}
+
 async function criterionResults() {
   const meta = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: ROOT }).toString());
   const base = path.join(meta.target_directory, 'criterion');
@@ -1247,14 +1257,7 @@ async function main() {
         id: 'js-cache-hit', group: '2e', label: 'cache floor: `caches.default.match` hit',
         what: 'a JavaScript Worker that answers from `caches.default.match` of the same URL every time, with one header set on the hit (bench/workers/cache-match.js): the cache\'s own cost under the load of contestant 4f, whose tail it separates from the gateway\'s.',
         path: '/bench/cache/42',
-        prepare: async (url, h) => {
-          for (let i = 0; i < 50; i++) {
-            const res = await expectStatus(url, h, 200, 'cache floor');
-            if (res.headers.get('x-cache') === 'HIT') return;
-            await sleep(100);
-          }
-          throw new Error('the cache floor never answered x-cache: HIT');
-        },
+        prepare: (url, h) => untilCacheHit(url, h, 'the cache floor'),
       }],
     },
     {
@@ -1319,14 +1322,7 @@ async function main() {
         { id: 'gateway-ratelimit', group: '4e', label: 'gateway: + rate limit', what: 'routing + rate limit (100,000,000 per 60 s, key `route`; counters in the isolate, KV read/written at most once a second in waitUntil), then forward.', path: '/bench/ratelimit/42', prepare: async (url, h) => { const res = await expectStatus(url, h, 200, 'rate-limited route'); if (!res.headers.get('ratelimit-remaining') && !res.headers.get('x-ratelimit-remaining') && !res.headers.get('ratelimit')) notes.push(`the rate-limit route answered without a rate-limit header (headers: ${[...res.headers.keys()].join(', ')})`); } },
         {
           id: 'gateway-cache', group: '4f', label: 'gateway: cache hit', what: 'routing + edge cache lookup that hits (same URL every time; `cache.ttl_s` 3600); no origin request.', path: '/bench/cache/42',
-          prepare: async (url, h) => {
-            for (let i = 0; i < 50; i++) {
-              const res = await expectStatus(url, h, 200, 'cached route');
-              if (res.headers.get('x-cache') === 'HIT') return;
-              await sleep(100);
-            }
-            throw new Error('the cached route never answered x-cache: HIT');
-          },
+          prepare: (url, h) => untilCacheHit(url, h, 'the cached route'),
         },
         { id: 'gateway-global', group: '4i', label: 'gateway: + global rate limit', what: 'routing + a `scope: "global"` rate limit (100,000,000 per 60 s, key `route`): budgets leased from the GatewayLimiter Durable Object, spent in the isolate; the Durable Object calls per request are in the calls table.', path: '/bench/global/42', prepare: async (url, h) => { const res = await expectStatus(url, h, 200, 'global route'); if (!res.headers.get('ratelimit-remaining')) notes.push('the global route answered without ratelimit-remaining'); } },
         ...[['apikey', '4j', 'gateway: + API key', 'routing + an API key checked (format and checksum, SHA-256, the isolate\'s lookup cache; KV once per 30 s), consumer headers set, then forward. Compare with 4b (JWT HS256).'],
